@@ -1,0 +1,131 @@
+"""Dataset: batching and per-epoch shuffling over in-memory arrays.
+
+Shuffling permutes an index array and gathers one batch at a time, so the data is never copied
+whole per epoch.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from cutedl import rng
+
+
+class Dataset:
+    """Mini-batches of ``(x, y)``.
+
+    Args:
+        x: inputs, shape ``(n, ...)``.
+        y: targets, shape ``(n, ...)`` (or None for unlabeled data).
+        batch_size: rows per batch.
+        shuffle: new random order every epoch.
+        drop_remainder: drop the last, smaller batch.
+        seed: seed of the shuffling generator (default: drawn from the global one).
+    Example:
+        >>> ds = Dataset(x_train, y_train, batch_size=128)
+        >>> len(ds)            # batches per epoch
+        469
+        >>> for xb, yb in ds: ...
+    """
+
+    def __init__(self, x, y=None, batch_size: int = 32, shuffle: bool = True,
+                 drop_remainder: bool = False, seed=None):
+        x = _as_array(x, "x")
+        if y is not None:
+            y = _as_array(y, "y")
+            if len(x) != len(y):
+                raise ValueError(f"Dataset: x and y must have the same length, got {len(x)} inputs and "
+                                 f"{len(y)} labels. Check that they come from the same split.")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
+            raise ValueError(f"Dataset: batch_size must be a positive integer, got {batch_size!r}.")
+        if x.ndim == 0:
+            raise ValueError("Dataset: x must have a batch axis, got a scalar.")
+        if len(x) == 0:
+            raise ValueError("Dataset: x is empty (0 samples); there is nothing to train on.")
+        _check_finite(x, "x")
+        if y is not None:
+            _check_finite(y, "y")
+        self.x = x
+        self.y = y
+        self.batch_size = int(batch_size)
+        self.shuffle = bool(shuffle)
+        self.drop_remainder = bool(drop_remainder)
+        self.seed = seed
+        self._rng = rng.make_rng(seed)
+        if self.drop_remainder and len(x) < self.batch_size:
+            raise ValueError(f"Dataset: {len(x)} samples with batch_size={batch_size} and drop_remainder=True "
+                             f"gives no batch at all. Lower batch_size or set drop_remainder=False.")
+
+    @property
+    def num_samples(self) -> int:
+        return len(self.x)
+
+    def __len__(self) -> int:
+        """Batches per epoch."""
+        n = len(self.x) / self.batch_size
+        return int(n) if self.drop_remainder else math.ceil(n)
+
+    def order(self) -> np.ndarray:
+        """The sample order of the next epoch (a new permutation when shuffling)."""
+        n = len(self.x)
+        return self._rng.permutation(n) if self.shuffle else np.arange(n)
+
+    def __iter__(self):
+        idx = self.order()
+        for b in range(len(self)):
+            sel = idx[b * self.batch_size:(b + 1) * self.batch_size]
+            if not self.shuffle:
+                # contiguous slices are views: no copy at all
+                sl = slice(b * self.batch_size, b * self.batch_size + len(sel))
+                yield self.x[sl], (None if self.y is None else self.y[sl])
+            else:
+                yield self.x[sel], (None if self.y is None else self.y[sel])
+
+    def split(self, fraction: float):
+        """``(rest, last)``: the last ``fraction`` of samples (before shuffling) as a second dataset.
+
+        Like Keras' ``validation_split``: the held-out part never shuffles.
+        """
+        try:
+            fraction = float(fraction)
+        except (TypeError, ValueError):
+            raise TypeError(f"validation_split must be a number in (0, 1), got {fraction!r}.") from None
+        if not 0.0 < fraction < 1.0:
+            raise ValueError(f"validation_split must be in (0, 1), got {fraction}.")
+        n = len(self.x)
+        k = int(n * (1 - fraction))
+        if k <= 0 or k >= n:
+            raise ValueError(f"validation_split={fraction} of {n} samples leaves an empty part; "
+                             f"use more data or another fraction.")
+        y = self.y
+        first = Dataset(self.x[:k], None if y is None else y[:k], self.batch_size, self.shuffle,
+                        self.drop_remainder, self._rng)
+        last = Dataset(self.x[k:], None if y is None else y[k:], self.batch_size, False)
+        return first, last
+
+    def __repr__(self) -> str:
+        return (f"Dataset(samples={len(self.x)}, batch_size={self.batch_size}, batches={len(self)}, "
+                f"shuffle={self.shuffle})")
+
+
+def _as_array(a, what):
+    if isinstance(a, np.ndarray):
+        arr = a
+    else:
+        try:
+            arr = np.asarray(a)
+        except ValueError as err:
+            raise ValueError(f"Dataset: {what} cannot be turned into an array ({err}). "
+                             f"Are all samples the same shape?") from None
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"Dataset: {what} must be numeric (int, uint, bool or float), got dtype {arr.dtype}.")
+    return arr
+
+
+def _check_finite(a, what):
+    if a.dtype.kind == "f" and not np.isfinite(a).all():
+        bad = int(np.size(a) - np.count_nonzero(np.isfinite(a)))
+        first = np.argwhere(~np.isfinite(a))[0]
+        raise ValueError(f"Dataset: {what} holds {bad} NaN/inf value(s), the first at index {tuple(first)}. "
+                         f"Clean or impute the data before training.")

@@ -1,0 +1,247 @@
+"""The layer contract: :class:`Param` and :class:`Layer`.
+
+Lifecycle of a layer:
+
+1. ``__init__`` only stores arguments (nothing is allocated).
+2. ``build(inshape)`` creates parameters with :meth:`Layer.add_param` and sets ``outshape``.
+   Shapes never include the batch axis: ``Dense(10).build((784,))`` -> ``outshape == (10,)``.
+3. ``forward(x, training=False)`` computes the output and caches what ``backward`` needs.
+4. ``backward(grad)`` *assigns* every ``param.grad`` and returns dL/dx. Neither ``x`` nor ``grad``
+   is ever modified in place.
+"""
+from __future__ import annotations
+
+import collections
+import re
+
+from cutedl import backend
+from cutedl.backend import xp
+
+_name_counts: collections.Counter = collections.Counter()
+
+
+def _snake(name: str) -> str:
+    s = re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", name)
+    s = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", s)
+    return s.lower()
+
+
+def unique_name(prefix: str, taken=None) -> str:
+    """``prefix_N`` with the smallest N >= 1 not in ``taken`` (or a process-wide counter)."""
+    if taken is not None:
+        n = 1
+        while f"{prefix}_{n}" in taken:
+            n += 1
+        return f"{prefix}_{n}"
+    _name_counts[prefix] += 1
+    return f"{prefix}_{_name_counts[prefix]}"
+
+
+class Param:
+    """A trainable array with its gradient.
+
+    Attributes:
+        name: stable readable name, ``'<layer>/<param>'`` (e.g. ``'dense_1/weight'``).
+        value: the array (float32 by default).
+        grad: dL/dvalue from the last ``backward`` (same shape and dtype), or None before it.
+        trainable: optimizers skip params with ``trainable=False``.
+        regularizer: optional regularizer adding a penalty to the loss and its gradient.
+    """
+
+    __slots__ = ("name", "value", "grad", "trainable", "regularizer")
+
+    def __init__(self, name: str, value, trainable: bool = True, regularizer=None):
+        self.name = name
+        self.value = value
+        self.grad = None
+        self.trainable = trainable
+        self.regularizer = regularizer
+
+    @property
+    def shape(self) -> tuple:
+        return self.value.shape
+
+    @property
+    def dtype(self):
+        return self.value.dtype
+
+    @property
+    def size(self) -> int:
+        return int(self.value.size)
+
+    def __repr__(self) -> str:
+        flag = "" if self.trainable else ", trainable=False"
+        return f"Param({self.name!r}, shape={self.shape}, dtype={self.dtype}{flag})"
+
+
+def _fmt_shape(shape) -> str:
+    return "(batch, " + ", ".join("?" if d is None else str(d) for d in shape) + ")" if shape else "(batch,)"
+
+
+class Layer:
+    """Base class of all layers.
+
+    Args:
+        inshape: input shape without the batch axis; required on the first layer of a model.
+        name: layer name (default: snake-case class name + counter, e.g. ``dense_1``).
+        trainable: when False, optimizers leave this layer's params alone.
+        dtype: 'float32' (default) or 'float64'.
+
+    Subclasses implement ``build``, ``forward``, ``backward`` and, if they take extra
+    arguments, ``get_config``.
+    """
+
+    #: True for layers whose output depends on ``training`` (Dropout, BatchNorm...).
+    stochastic = False
+
+    def __init__(self, inshape=None, name: str | None = None, trainable: bool = True, dtype=None):
+        if name is not None and (not isinstance(name, str) or not name or "/" in name):
+            raise ValueError(f"Layer name must be a non-empty string without '/', got {name!r}.")
+        self.inshape = _as_shape(inshape, type(self).__name__) if inshape is not None else None
+        self.name = name
+        self.trainable = bool(trainable)
+        self.dtype = backend.resolve_dtype(dtype)
+        self.outshape = None
+        self.built = False
+        self.activation = None
+        self._params: list[Param] = []
+        # When True, backward skips dL/dx (set by Model on its first layer; see Model.backward).
+        self.skip_input_grad = False
+        # When True, forward returns the pre-activation output (set by Model for fused losses).
+        self.output_logits = False
+
+    # ------------------------------------------------------------------ lifecycle
+    def build(self, inshape) -> None:
+        """Create parameters for input shape ``inshape`` and set ``self.outshape``."""
+        self.outshape = tuple(inshape)
+
+    def _build(self, inshape) -> None:
+        """Called by Model/testing: validate ``inshape``, name the layer, build it."""
+        inshape = _as_shape(inshape, self.describe())
+        if self.inshape is not None and not _shapes_match(self.inshape, inshape):
+            raise ValueError(
+                f"Layer {self.describe()} was created with inshape={self.inshape} but receives "
+                f"input of shape {_fmt_shape(inshape)} from the previous layer. Remove the "
+                f"inshape argument or fix the previous layer."
+            )
+        if self.name is None:
+            self.name = unique_name(_snake(type(self).__name__))
+        self._params = []
+        self.inshape = inshape
+        self.build(inshape)
+        if self.outshape is None:
+            raise RuntimeError(f"{type(self).__name__}.build did not set outshape.")
+        self.outshape = tuple(self.outshape)
+        self.built = True
+
+    def add_param(self, name: str, shape, initializer="zeros", regularizer=None,
+                  trainable: bool = True) -> Param:
+        """Create a parameter ``<layer>/<name>`` of ``shape`` initialised by ``initializer``."""
+        from cutedl import initializers, regularizers
+
+        init = initializers.get(initializer)
+        value = xp.asarray(init(tuple(shape), dtype=self.dtype), dtype=self.dtype)
+        reg = regularizers.get(regularizer) if regularizer is not None else None
+        p = Param(f"{self.name}/{name}", value, trainable=trainable and self.trainable, regularizer=reg)
+        self._params.append(p)
+        return p
+
+    @property
+    def params(self) -> list[Param]:
+        """Parameters in creation order."""
+        return list(self._params)
+
+    def count_params(self) -> int:
+        return sum(p.size for p in self._params)
+
+    def describe(self) -> str:
+        return f"'{self.name}' ({type(self).__name__})" if self.name else type(self).__name__
+
+    # ------------------------------------------------------------------ computation
+    def forward(self, x, training: bool = False):
+        """Output for input ``x`` of shape ``(batch, *inshape)``."""
+        raise NotImplementedError
+
+    def backward(self, grad):
+        """Given dL/doutput, assign every ``param.grad`` and return dL/dinput."""
+        raise NotImplementedError
+
+    def check_input(self, x):
+        """Raise a teaching error unless ``x`` is a float array of shape ``(batch, *inshape)``."""
+        if not self.built:
+            raise RuntimeError(
+                f"Layer {self.describe()} is not built. Call model.assemble() (or layer._build(inshape)) first."
+            )
+        shape = getattr(x, "shape", None)
+        if shape is None:
+            raise TypeError(f"Layer {self.describe()} expects an array, got {type(x).__name__}.")
+        if len(shape) != len(self.inshape) + 1 or not _shapes_match(self.inshape, shape[1:]):
+            hint = ""
+            if len(shape) > len(self.inshape) + 1 and len(self.inshape) == 1:
+                hint = " Did you forget Flatten()?"
+            raise ValueError(
+                f"Layer {self.describe()} expected input of shape {_fmt_shape(self.inshape)}, "
+                f"got {tuple(shape)}.{hint}"
+            )
+
+    # Activation helpers for layers that take an ``activation`` argument.
+    def _set_activation(self, activation):
+        from cutedl import activations
+
+        self.activation = activations.get(activation)
+
+    def _activate(self, z):
+        """Apply the activation (or skip it when output_logits is set); caches z and y."""
+        self._z = z
+        if self.output_logits or self.activation.is_linear:
+            self._y = z
+        else:
+            self._y = self.activation.forward(z)
+        return self._y
+
+    def _activate_backward(self, grad):
+        """dL/dz from dL/dy, the inverse step of :meth:`_activate`."""
+        if self.output_logits or self.activation.is_linear:
+            return grad
+        return self.activation.backward(self._z, self._y, grad)
+
+    # ------------------------------------------------------------------ config
+    def get_config(self) -> dict:
+        """Constructor arguments as JSON-friendly values (subclasses extend it)."""
+        cfg = {"name": self.name, "trainable": self.trainable, "dtype": self.dtype.name}
+        if self.inshape is not None:
+            cfg["inshape"] = list(self.inshape)
+        return cfg
+
+    @classmethod
+    def from_config(cls, config: dict) -> "Layer":
+        return cls(**config)
+
+    def __repr__(self) -> str:
+        out = f", outshape={self.outshape}" if self.built else ""
+        return f"{type(self).__name__}(name={self.name!r}{out})"
+
+
+def _as_shape(shape, who) -> tuple:
+    if isinstance(shape, (int,)) and not isinstance(shape, bool):
+        shape = (shape,)
+    try:
+        shape = tuple(shape)
+    except TypeError:
+        raise TypeError(f"{who}: inshape must be an int or a tuple of ints, got {shape!r}.") from None
+    for d in shape:
+        if d is not None and (isinstance(d, bool) or not hasattr(d, "__index__") or int(d) <= 0):
+            raise ValueError(f"{who}: inshape must hold positive ints (or None), got {shape!r}.")
+    return tuple(None if d is None else int(d) for d in shape)
+
+
+def _shapes_match(expected, actual) -> bool:
+    if len(expected) != len(actual):
+        return False
+    return all(e is None or a is None or e == a for e, a in zip(expected, actual))
+
+
+from cutedl._registry import Registry  # noqa: E402  (after Layer is defined)
+
+#: Every layer class, by class name; Model.load only creates layers found here.
+registry = Registry("layer", Layer)

@@ -1,0 +1,445 @@
+"""Loss functions, by name through one registry: ``losses.get('categorical_crossentropy')``.
+
+A loss is called like Keras, ``loss(y_true, y_pred) -> float``, and returns the mean loss over
+the batch; it caches what ``backward() -> dL/dy_pred`` needs, so the training loop calls the two
+in that order::
+
+    >>> loss = losses.get('cce')
+    >>> value = loss(y_batch, model.forward(x_batch))
+    >>> model.backward(loss.backward())
+
+Reduction (as Keras' default 'sum_over_batch_size'): a per-sample loss is computed, then averaged
+over the batch (and over time steps for sequence outputs). For the regression losses and binary
+crossentropy the per-sample loss is the mean over the non-batch axes, so the result is the mean
+over all elements; for categorical crossentropy it is the sum over the class axis (the last).
+
+Fused crossentropies: ``output_activation`` names the activation a crossentropy undoes
+('softmax' or 'sigmoid'). When the model's last layer ends in that activation, the Session can
+skip it and use ``loss.with_logits()`` instead, which works on the logits with log-sum-exp and
+softplus forms: finite values and gradients for any finite logits, and the softmax gradient is
+the textbook ``(softmax(z) - y) / batch`` rather than a division by probabilities.
+
+Probabilities (``from_logits=False``) are clipped to ``[1e-7, 1 - 1e-7]`` like Keras, so a
+confident wrong prediction costs about 16.1 instead of infinity. The gradient is that of the
+clipped function: zero through an entry that was clipped.
+
+dtypes: ``y_true`` may be bool, integer or float; it is cast to ``y_pred``'s dtype (integer
+predictions are cast to ``backend.floatx()``). The gradient has the dtype of the (cast)
+``y_pred``: float32 in, float32 out.
+"""
+from __future__ import annotations
+
+from cutedl._registry import Registry
+from cutedl.backend import floatx, xp
+
+# Keras' backend epsilon: probabilities are clipped to [EPSILON, 1 - EPSILON].
+EPSILON = 1e-7
+
+
+class Loss:
+    """Base class. Subclasses implement ``_targets`` (validation), ``_forward`` and ``_backward``.
+
+    Attributes:
+        registry_name: the canonical registry name (set by the registry decorator).
+        from_logits: whether ``y_pred`` holds logits rather than probabilities.
+        output_activation: the activation this loss can fuse with (None for regression losses).
+    """
+
+    registry_name = "loss"
+    from_logits = False
+    output_activation: str | None = None
+    _cache = None
+
+    def __call__(self, y_true, y_pred) -> float:
+        """Mean loss over the batch; caches what :meth:`backward` needs.
+
+        Args:
+            y_true: targets, ``(batch, ...)``; the accepted shapes depend on the loss.
+            y_pred: predictions (or logits), ``(batch, ...)``.
+        Returns:
+            The loss as a Python float.
+        """
+        y_pred = self._prediction(y_pred)
+        y_true = self._targets(self._check_targets(y_true, y_pred), y_pred)
+        value, self._cache = self._forward(y_true, y_pred)
+        return float(value)
+
+    def backward(self):
+        """dL/dy_pred of the mean loss from the last call: same shape and dtype as ``y_pred``."""
+        if self._cache is None:
+            raise RuntimeError(f"{type(self).__name__}.backward() called before the loss: "
+                               f"call loss(y_true, y_pred) first.")
+        return self._backward(self._cache)
+
+    def with_logits(self) -> "Loss":
+        """A new instance of this loss that takes logits (``from_logits=True``), options kept."""
+        if self.output_activation is None:
+            raise TypeError(f"{type(self).__name__} has no from_logits form: only the crossentropies "
+                            f"(binary, categorical, sparse categorical) can fuse with an activation.")
+        cfg = self.get_config()
+        cfg["from_logits"] = True
+        return type(self)(**cfg)
+
+    def get_config(self) -> dict:
+        return {}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+    # --- validation shared by every loss -------------------------------------------------
+
+    def _prediction(self, y_pred):
+        y_pred = xp.asarray(y_pred)
+        kind = y_pred.dtype.kind
+        if kind != "f":
+            if kind not in "biu":
+                raise TypeError(f"{type(self).__name__} expects numeric arrays, got y_pred with dtype "
+                                f"{y_pred.dtype}. Convert the predictions to a float NumPy array.")
+            y_pred = y_pred.astype(floatx())
+        if y_pred.ndim == 0:
+            raise ValueError(f"{type(self).__name__} expected y_pred of shape (batch, ...), got a scalar. "
+                             f"Pass a batch of predictions, e.g. y_pred.reshape(1, -1).")
+        if y_pred.size == 0:
+            raise ValueError(f"{type(self).__name__} got an empty batch (y_pred shape {y_pred.shape}). "
+                             f"Pass at least one sample.")
+        return y_pred
+
+    def _check_targets(self, y_true, y_pred):
+        y_true = xp.asarray(y_true)
+        if y_true.dtype.kind not in "biuf":
+            raise TypeError(f"{type(self).__name__} expects numeric arrays, got y_true with dtype "
+                            f"{y_true.dtype}. Convert the targets to a numeric NumPy array "
+                            f"(e.g. np.asarray(y, dtype='float32')).")
+        if y_true.ndim == 0:
+            raise ValueError(f"{type(self).__name__} expected y_true of shape (batch, ...) matching y_pred "
+                             f"{y_pred.shape}, got a scalar. Pass one target per sample.")
+        if y_true.shape[0] != y_pred.shape[0]:
+            raise ValueError(f"{type(self).__name__}: batch sizes differ: y_true has {y_true.shape[0]} "
+                             f"samples (shape {y_true.shape}), y_pred has {y_pred.shape[0]} "
+                             f"(shape {y_pred.shape}). Pass targets and predictions of the same batch.")
+        return y_true
+
+    def _same_shape(self, y_true, y_pred):
+        """y_true cast to y_pred's dtype and shape; a trailing axis of 1 may differ (as Keras)."""
+        if y_true.shape != y_pred.shape:
+            if ((y_pred.shape[-1:] == (1,) and y_true.shape == y_pred.shape[:-1])
+                    or (y_true.shape[-1:] == (1,) and y_true.shape[:-1] == y_pred.shape)):
+                y_true = y_true.reshape(y_pred.shape)
+            else:
+                raise ValueError(f"{type(self).__name__} expected y_true of shape {y_pred.shape} "
+                                 f"(the shape of y_pred), got {y_true.shape}. Make the targets match the "
+                                 f"model's output shape (check the last layer's units).")
+        return y_true.astype(y_pred.dtype, copy=False)
+
+    # --- per-loss hooks --------------------------------------------------------------------
+
+    def _targets(self, y_true, y_pred):
+        return self._same_shape(y_true, y_pred)
+
+    def _forward(self, y_true, y_pred):
+        """Returns ``(value, cache)``."""
+        raise NotImplementedError
+
+    def _backward(self, cache):
+        raise NotImplementedError
+
+
+registry = Registry("loss", Loss)
+
+
+def get(identifier, **kwargs) -> Loss:
+    """A loss from a name (case-insensitive, aliases included), an instance, a class or a config dict."""
+    return registry.get(identifier, **kwargs)
+
+
+def serialize(loss: Loss):
+    """A name when the loss has default options, else a config dict."""
+    cfg = loss.get_config()
+    default = type(loss)().get_config()
+    return loss.registry_name if cfg == default else registry.serialize(loss)
+
+
+def _check_label_smoothing(who: str, label_smoothing) -> float:
+    ls = float(label_smoothing)
+    if not 0.0 <= ls <= 1.0:
+        raise ValueError(f"{who}: label_smoothing must be in [0, 1], got {label_smoothing!r}.")
+    return ls
+
+
+# --- regression ------------------------------------------------------------------------------
+
+
+@registry.register("mse", "mean_squared_error")
+class MeanSquaredError(Loss):
+    """mean((y_pred - y_true)**2) over every element."""
+
+    def _forward(self, y_true, y_pred):
+        d = y_pred - y_true
+        return xp.mean(d * d), d
+
+    def _backward(self, d):
+        return d * (2.0 / d.size)
+
+
+@registry.register("mae", "mean_absolute_error")
+class MeanAbsoluteError(Loss):
+    """mean(|y_pred - y_true|) over every element. Its gradient at y_pred == y_true is 0."""
+
+    def _forward(self, y_true, y_pred):
+        d = y_pred - y_true
+        return xp.mean(xp.abs(d)), d
+
+    def _backward(self, d):
+        return xp.sign(d) * (1.0 / d.size)
+
+
+@registry.register("huber")
+class Huber(Loss):
+    """Quadratic for small errors, linear for large ones; mean over every element.
+
+    ``0.5 * e**2`` where ``|e| <= delta``, else ``delta * (|e| - 0.5 * delta)``, with
+    ``e = y_pred - y_true``.
+
+    Args:
+        delta: where the loss turns from quadratic to linear (> 0).
+    """
+
+    def __init__(self, delta: float = 1.0):
+        delta = float(delta)
+        if not delta > 0:
+            raise ValueError(f"Huber: delta must be > 0, got {delta!r}.")
+        self.delta = delta
+
+    def _forward(self, y_true, y_pred):
+        d = y_pred - y_true
+        a = xp.abs(d)
+        # split |e| into its quadratic part (up to delta) and the linear rest: no branches
+        quad = xp.minimum(a, self.delta)
+        lin = a - quad
+        return xp.mean(0.5 * quad * quad + self.delta * lin), d
+
+    def _backward(self, d):
+        return xp.clip(d, -self.delta, self.delta) * (1.0 / d.size)
+
+    def get_config(self) -> dict:
+        return {"delta": self.delta}
+
+
+# --- crossentropies --------------------------------------------------------------------------
+
+
+@registry.register("binary_crossentropy", "bce")
+class BinaryCrossentropy(Loss):
+    """-(y log p + (1 - y) log(1 - p)), mean over every element (per sample: over the last axis).
+
+    Args:
+        from_logits: ``y_pred`` holds logits z (p = sigmoid(z)) instead of probabilities.
+        label_smoothing: targets become ``y * (1 - label_smoothing) + 0.5 * label_smoothing``.
+    Shapes:
+        y_pred ``(batch, ...)``; y_true the same shape (a trailing axis of 1 may be missing on
+        either side), values in [0, 1].
+    """
+
+    output_activation = "sigmoid"
+
+    def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0):
+        self.from_logits = bool(from_logits)
+        self.label_smoothing = _check_label_smoothing("BinaryCrossentropy", label_smoothing)
+
+    def _targets(self, y_true, y_pred):
+        t = self._same_shape(y_true, y_pred)
+        if self.label_smoothing:
+            t = t * (1.0 - self.label_smoothing) + 0.5 * self.label_smoothing
+        return t
+
+    def _forward(self, t, y_pred):
+        if self.from_logits:
+            z = y_pred
+            # softplus form: log(1 + e^z) - z t = max(z, 0) - z t + log1p(e^-|z|); exp never overflows
+            e = xp.exp(-xp.abs(z))
+            value = xp.mean(xp.maximum(z, 0) - z * t + xp.log1p(e))
+            return value, (z, t, e)
+        pc = xp.clip(y_pred, EPSILON, 1.0 - EPSILON)
+        value = -xp.mean(t * xp.log(pc) + (1 - t) * xp.log1p(-pc))
+        return value, (y_pred, t, pc)
+
+    def _backward(self, cache):
+        if self.from_logits:
+            z, t, e = cache
+            # sigmoid(z) from e = exp(-|z|): 1/(1+e) for z >= 0, e/(1+e) for z < 0
+            r = 1 / (1 + e)
+            sig = xp.where(z >= 0, r, e * r)
+            return (sig - t) * (1.0 / z.size)
+        p, t, pc = cache
+        unclipped = pc == p  # bool: keeps the float dtype when multiplied
+        return unclipped * (pc - t) / (pc * (1 - pc)) * (1.0 / p.size)
+
+    def get_config(self) -> dict:
+        return {"from_logits": self.from_logits, "label_smoothing": self.label_smoothing}
+
+
+def _classes_of(loss: Loss, y_pred) -> int:
+    if y_pred.ndim < 2:
+        raise ValueError(f"{type(loss).__name__} expected y_pred of shape (batch, classes) or "
+                         f"(batch, ..., classes), got {y_pred.shape}. Give the last layer one unit per class "
+                         f"(for a single probability use BinaryCrossentropy).")
+    return y_pred.shape[-1]
+
+
+@registry.register("categorical_crossentropy", "cce")
+class CategoricalCrossentropy(Loss):
+    """-sum(y * log p) over the class axis (the last), mean over the batch (and time steps).
+
+    Args:
+        from_logits: ``y_pred`` holds logits z (p = softmax(z)) instead of probabilities.
+        label_smoothing: targets become ``y * (1 - label_smoothing) + label_smoothing / classes``.
+    Shapes:
+        y_pred ``(batch, classes)`` or ``(batch, T, classes)``; y_true the same shape, one-hot (or
+        any distribution). For integer labels use SparseCategoricalCrossentropy.
+
+    Probabilities are first normalised to sum to 1 along the class axis (as Keras), then clipped.
+    """
+
+    output_activation = "softmax"
+
+    def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0):
+        self.from_logits = bool(from_logits)
+        self.label_smoothing = _check_label_smoothing("CategoricalCrossentropy", label_smoothing)
+
+    def _targets(self, y_true, y_pred):
+        classes = _classes_of(self, y_pred)
+        if y_true.shape != y_pred.shape:
+            if y_true.shape == y_pred.shape[:-1] or y_true.shape == y_pred.shape[:-1] + (1,):
+                raise ValueError(
+                    f"CategoricalCrossentropy expected one-hot y_true of shape {y_pred.shape} (like y_pred), "
+                    f"got {y_true.shape}: these look like integer class labels. Use "
+                    f"SparseCategoricalCrossentropy ('sparse_categorical_crossentropy'), or one-hot encode "
+                    f"them with np.eye({classes}, dtype='float32')[labels.reshape({y_pred.shape[:-1]})].")
+            raise ValueError(f"CategoricalCrossentropy expected y_true of shape {y_pred.shape} (the shape of "
+                             f"y_pred), got {y_true.shape}. Make the last layer output one unit per class "
+                             f"and one-hot encode the targets with that many classes.")
+        t = y_true.astype(y_pred.dtype, copy=False)
+        if self.label_smoothing:
+            t = t * (1.0 - self.label_smoothing) + self.label_smoothing / classes
+        return t
+
+    def _forward(self, t, y_pred):
+        n = y_pred.size // y_pred.shape[-1]  # samples x time steps
+        if self.from_logits:
+            # log softmax(z) = (z - max) - log(sum(exp(z - max))): exp of values <= 0 never overflows
+            shifted = y_pred - y_pred.max(axis=-1, keepdims=True)
+            e = xp.exp(shifted)
+            s = e.sum(axis=-1, keepdims=True)
+            tsum = t.sum(axis=-1, keepdims=True)  # 1 for one-hot targets
+            value = (xp.sum(tsum * xp.log(s)) - xp.sum(t * shifted)) / n
+            return value, (e, s, t, tsum, n)
+        s = xp.maximum(y_pred.sum(axis=-1, keepdims=True), xp.finfo(y_pred.dtype).tiny)
+        pn = y_pred / s
+        pc = xp.clip(pn, EPSILON, 1.0 - EPSILON)
+        value = -xp.sum(t * xp.log(pc)) / n
+        return value, (s, pn, pc, t, n)
+
+    def _backward(self, cache):
+        if self.from_logits:
+            e, s, t, tsum, n = cache
+            # d/dz of sum(t) log(sum e^z) - t.z: softmax(z) * sum(t) - t, i.e. softmax - y for one-hot y
+            return (e / s * tsum - t) / n
+        s, pn, pc, t, n = cache
+        # L = -sum_i t_i log clip(p_i / S): dL/dp_j = (sum_i m_i t_i - m_j t_j / pn_j) / S, m = unclipped
+        mt = (pc == pn) * t
+        return (mt.sum(axis=-1, keepdims=True) - mt / pc) / (s * n)
+
+    def get_config(self) -> dict:
+        return {"from_logits": self.from_logits, "label_smoothing": self.label_smoothing}
+
+
+def sparse_labels(who: str, y_true, y_pred):
+    """Validate integer class labels against ``y_pred`` ``(..., classes)``; returns them flat (intp).
+
+    Accepted label shapes: ``y_pred.shape[:-1]`` or that with a trailing axis of 1. Float labels
+    must hold integers. Raises ValueError naming ``who`` on a bad shape or label.
+    """
+    classes = y_pred.shape[-1]
+    lead = y_pred.shape[:-1]
+    if y_true.shape != lead and y_true.shape != lead + (1,):
+        if y_true.shape == y_pred.shape:
+            fix = (f"these look one-hot: use CategoricalCrossentropy / categorical metrics, or pass "
+                   f"labels = y_true.argmax(axis=-1)")
+        else:
+            fix = "pass one integer label per sample (per time step for sequences)"
+        raise ValueError(f"{who} expected integer labels of shape {lead} (or {lead + (1,)}) for y_pred of shape "
+                         f"{y_pred.shape}, got {y_true.shape}: {fix}.")
+    labels = y_true.reshape(-1)
+    if labels.dtype.kind == "f":
+        # NaN != floor(NaN) too, so NaN labels are reported here
+        bad = labels != xp.floor(labels)
+        if bad.any():
+            raise ValueError(f"{who} expects integer class labels, got {labels[bad.argmax()].item()!r}. "
+                             f"Pass labels as integers in [0, {classes}) (e.g. y.astype('int64')).")
+    elif labels.dtype.kind == "b":
+        labels = labels.astype(xp.intp)
+    if labels.min() < 0 or labels.max() >= classes:
+        bad = (labels < 0) | (labels >= classes)
+        raise ValueError(f"{who}: label {labels[bad.argmax()].item()!r} is out of range for {classes} classes "
+                         f"(expected integers in [0, {classes})). Check the labels, or give the last layer "
+                         f"one unit per class.")
+    return labels.astype(xp.intp, copy=False)
+
+
+@registry.register("sparse_categorical_crossentropy")
+class SparseCategoricalCrossentropy(Loss):
+    """Categorical crossentropy with integer class labels: -log p[label], mean over the batch.
+
+    Args:
+        from_logits: ``y_pred`` holds logits z (p = softmax(z)) instead of probabilities.
+    Shapes:
+        y_pred ``(batch, classes)`` with labels ``(batch,)`` or ``(batch, 1)``; for sequences
+        y_pred ``(batch, T, classes)`` with labels ``(batch, T)``, averaged over batch and T.
+        Labels may be any integer dtype, or floats holding integers.
+    """
+
+    output_activation = "softmax"
+
+    def __init__(self, from_logits: bool = False):
+        self.from_logits = bool(from_logits)
+
+    def _targets(self, y_true, y_pred):
+        _classes_of(self, y_pred)
+        return sparse_labels("SparseCategoricalCrossentropy", y_true, y_pred)
+
+    def _forward(self, labels, y_pred):
+        classes = y_pred.shape[-1]
+        p2 = y_pred.reshape(-1, classes)  # (batch * T, classes)
+        n = p2.shape[0]
+        rows = xp.arange(n)
+        if self.from_logits:
+            shifted = p2 - p2.max(axis=1, keepdims=True)
+            e = xp.exp(shifted)
+            s = e.sum(axis=1, keepdims=True)
+            value = (xp.sum(xp.log(s)) - xp.sum(shifted[rows, labels])) / n
+            return value, (y_pred.shape, e, s, rows, labels)
+        s = xp.maximum(p2.sum(axis=1), xp.finfo(y_pred.dtype).tiny)  # (n,)
+        pl = p2[rows, labels] / s
+        pc = xp.clip(pl, EPSILON, 1.0 - EPSILON)
+        value = -xp.sum(xp.log(pc)) / n
+        return value, (y_pred.shape, p2.dtype, s, pl, pc, rows, labels)
+
+    def _backward(self, cache):
+        if self.from_logits:
+            shape, e, s, rows, labels = cache
+            g = e / s  # softmax, a new array: safe to edit in place
+            g[rows, labels] -= 1
+            g /= len(rows)
+            return g.reshape(shape)
+        shape, dtype, s, pl, pc, rows, labels = cache
+        n = len(rows)
+        m = pc == pl  # unclipped
+        # L = -log clip(p_l / S): dL/dp_j = m / S - [j == l] m / (S p_l)   (pc == pl wherever m)
+        g = xp.empty((n, shape[-1]), dtype=dtype)
+        g[...] = (m / (s * n))[:, None]
+        g[rows, labels] -= m / (s * pc * n)
+        return g.reshape(shape)
+
+    def get_config(self) -> dict:
+        return {"from_logits": self.from_logits}

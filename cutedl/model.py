@@ -1,0 +1,318 @@
+"""Model: a stack of layers. Assemble, predict, backward, summary, weights, save/load.
+
+    >>> model = Model([Dense(400, inshape=784, activation='relu'), Dense(10)]).assemble()
+    >>> model.predict(x).shape
+    (n, 10)
+
+Keras-style sugar (``compile`` / ``fit`` / ``evaluate``) runs on :class:`cutedl.Session`.
+"""
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import zipfile
+
+import numpy as np
+
+from cutedl import backend
+from cutedl._io import atomic_write
+from cutedl.backend import xp
+from cutedl.layers.base import Layer, _fmt_shape, _snake, unique_name, registry as layer_registry
+
+FORMAT = "cutedl-model"
+FORMAT_VERSION = 1
+
+
+class Model:
+    """A sequential stack of layers.
+
+    Args:
+        layers: list of :class:`~cutedl.layers.Layer`; the first needs ``inshape``
+            (or pass ``inshape`` to :meth:`assemble`).
+        name: model name.
+    """
+
+    def __init__(self, layers=None, name: str = "model"):
+        self.name = name
+        self.layers: list[Layer] = []
+        self.assembled = False
+        self._session = None
+        for layer in layers or []:
+            self.add(layer)
+
+    # ------------------------------------------------------------------ building
+    def add(self, layer: Layer) -> "Model":
+        """Append a layer (before :meth:`assemble`)."""
+        if not isinstance(layer, Layer):
+            raise TypeError(f"Model.add expects a cutedl Layer, got {type(layer).__name__}: {layer!r}.")
+        if any(layer is l for l in self.layers):
+            raise ValueError(f"Layer {layer.describe()} is already in this model; create a new one.")
+        self.layers.append(layer)
+        self.assembled = False
+        return self
+
+    def assemble(self, inshape=None) -> "Model":
+        """Infer every layer's shapes from the first layer's ``inshape``, create all params.
+
+        Returns the model, so ``Model([...]).assemble()`` reads naturally.
+        """
+        if not self.layers:
+            raise ValueError("Model has no layers: pass a list of layers or call add() before assemble().")
+        first = self.layers[0]
+        shape = inshape if inshape is not None else first.inshape
+        if shape is None:
+            raise ValueError(
+                f"The first layer {first.describe()} has no inshape, so the model cannot infer its shapes. "
+                f"Give it one, e.g. {type(first).__name__}(..., inshape=784), or call assemble(inshape=...)."
+            )
+        taken = {l.name for l in self.layers if l.name is not None}
+        if len(taken) != sum(l.name is not None for l in self.layers):
+            raise ValueError(f"Layer names must be unique within a model, got {[l.name for l in self.layers]}.")
+        for layer in self.layers:
+            if layer.name is None:
+                layer.name = unique_name(_snake(type(layer).__name__), taken)
+                taken.add(layer.name)
+        for i, layer in enumerate(self.layers):
+            # Later layers must not keep an inshape from a previous assemble.
+            if i > 0 and layer.built:
+                layer.inshape = None
+            layer._build(shape)
+            shape = layer.outshape
+        self.assembled = True
+        return self
+
+    def _require_assembled(self, what: str):
+        if not self.assembled:
+            raise RuntimeError(f"Model is not assembled: call model.assemble() before {what}.")
+
+    @property
+    def inshape(self):
+        return self.layers[0].inshape if self.layers else None
+
+    @property
+    def outshape(self):
+        return self.layers[-1].outshape if self.assembled else None
+
+    @property
+    def dtype(self):
+        return self.layers[0].dtype if self.layers else backend.floatx()
+
+    @property
+    def params(self) -> list:
+        """Every param, layer by layer, in creation order."""
+        return [p for layer in self.layers for p in layer.params]
+
+    @property
+    def trainable_params(self) -> list:
+        return [p for p in self.params if p.trainable]
+
+    def count_params(self) -> int:
+        return sum(p.size for p in self.params)
+
+    # ------------------------------------------------------------------ computation
+    def check_input(self, x):
+        """Validate a batch: an array of shape ``(batch, *inshape)`` with finite numbers."""
+        self._require_assembled("using it")
+        if not hasattr(x, "shape") or not hasattr(x, "dtype"):
+            x = np.asarray(x)
+        if x.dtype.kind not in "biuf":
+            raise TypeError(f"Model input must be numeric, got an array of dtype {x.dtype}.")
+        first = self.layers[0]
+        if first.inshape is not None and (x.ndim != len(first.inshape) + 1 or any(
+                e is not None and e != a for e, a in zip(first.inshape, x.shape[1:]))):
+            hint = ""
+            if x.ndim > 2 and len(first.inshape) == 1 and math.prod(x.shape[1:]) == first.inshape[0]:
+                hint = " Reshape the data with x.reshape(len(x), -1) or start the model with Flatten()."
+            raise ValueError(
+                f"Model input: layer {first.describe()} expected input of shape {_fmt_shape(first.inshape)}, "
+                f"got {tuple(x.shape)}.{hint}"
+            )
+        return x
+
+    def forward(self, x, training: bool = False, logits: bool = False):
+        """Run every layer. ``logits=True`` makes the last layer skip its activation (fused losses)."""
+        if x.dtype != self.dtype:
+            x = x.astype(self.dtype)
+        last = self.layers[-1]
+        last.output_logits = logits
+        for layer in self.layers:
+            x = layer.forward(x, training=training)
+        return x
+
+    def backward(self, grad, input_grad: bool = False):
+        """Backpropagate dL/doutput through every layer, setting every param's grad.
+
+        Returns dL/dinput when ``input_grad`` is True, else None: the first layer then skips its
+        input gradient, a quarter of an MLP's backward FLOPs.
+        """
+        self.layers[0].skip_input_grad = not input_grad
+        for layer in reversed(self.layers):
+            grad = layer.backward(grad)
+        return grad
+
+    def predict(self, x, batch_size: int | None = None):
+        """Outputs for ``x`` (inference mode), computed ``batch_size`` rows at a time (all at once if None)."""
+        x = self.check_input(x)
+        n = len(x)
+        if batch_size is None or batch_size >= n:
+            return self.forward(x, training=False)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
+            raise ValueError(f"predict: batch_size must be a positive integer, got {batch_size!r}.")
+        out = None
+        for i in range(0, n, batch_size):
+            y = self.forward(x[i:i + batch_size], training=False)
+            if out is None:
+                out = xp.empty((n,) + y.shape[1:], dtype=y.dtype)
+            out[i:i + len(y)] = y
+        return out
+
+    def __call__(self, x, training: bool = False):
+        return self.forward(self.check_input(x), training=training)
+
+    # ------------------------------------------------------------------ weights
+    def get_weights(self) -> list:
+        """Copies of every param value, layer by layer, in creation order (Keras order)."""
+        return [p.value.copy() for p in self.params]
+
+    def set_weights(self, weights) -> None:
+        """Load values from :meth:`get_weights`' list (shapes must match exactly)."""
+        self._require_assembled("set_weights()")
+        params = self.params
+        weights = list(weights)
+        if len(weights) != len(params):
+            raise ValueError(f"set_weights: the model has {len(params)} params, got {len(weights)} arrays.")
+        for p, w in zip(params, weights):
+            w = np.asarray(w)
+            if w.shape != p.shape:
+                raise ValueError(f"set_weights: {p.name} has shape {p.shape}, got an array of shape {w.shape}.")
+        for p, w in zip(params, weights):
+            p.value[...] = w
+
+    # ------------------------------------------------------------------ description
+    def summary(self) -> str:
+        """A table of layers (name, type, output shape, params) with totals, as a string."""
+        rows = [("Layer", "Type", "Output shape", "Params")]
+        for layer in self.layers:
+            out = _fmt_shape(layer.outshape) if layer.built else "?"
+            rows.append((layer.name or "?", type(layer).__name__, out, f"{layer.count_params():,}"))
+        widths = [max(len(r[i]) for r in rows) for i in range(4)]
+        line = "-" * (sum(widths) + 6)
+
+        def fmt(r):
+            return f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]:>{widths[3]}}"
+
+        total = self.count_params()
+        trainable = sum(p.size for p in self.params if p.trainable)
+        out = [f'Model "{self.name}"', line, fmt(rows[0]), line] + [fmt(r) for r in rows[1:]] + [line]
+        out += [f"Total params: {total:,}", f"Trainable params: {trainable:,}",
+                f"Non-trainable params: {total - trainable:,}"]
+        return "\n".join(out)
+
+    def __repr__(self) -> str:
+        return f"Model(name={self.name!r}, layers={[l.name or type(l).__name__ for l in self.layers]})"
+
+    # ------------------------------------------------------------------ persistence
+    def get_config(self) -> dict:
+        return {"name": self.name,
+                "layers": [{"class_name": type(l).__name__, "config": l.get_config()} for l in self.layers]}
+
+    @classmethod
+    def from_config(cls, config: dict) -> "Model":
+        if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
+            raise ValueError("Not a cutedl model config: expected a dict with a 'layers' list.")
+        layers = []
+        for entry in config["layers"]:
+            if not isinstance(entry, dict) or not isinstance(entry.get("config"), dict):
+                raise ValueError(f"Bad layer entry in model config: {entry!r}.")
+            cls_ = layer_registry.lookup(entry.get("class_name"))
+            layers.append(cls_.from_config(entry["config"]))
+        return cls(layers, name=str(config.get("name", "model")))
+
+    def save(self, path) -> None:
+        """Save architecture (JSON) and weights (arrays) to one ``.npz`` file, atomically.
+
+        The file holds only numeric arrays and a UTF-8 JSON document; loading never unpickles.
+        """
+        self._require_assembled("save()")
+        meta = {"format": FORMAT, "version": FORMAT_VERSION, "config": self.get_config(),
+                "params": [p.name for p in self.params]}
+        arrays = {"__config__": np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)}
+        for i, p in enumerate(self.params):
+            arrays[f"param_{i}"] = backend.to_numpy(p.value)
+
+        def write(f):
+            buf = io.BytesIO()
+            np.savez(buf, **arrays)
+            f.write(buf.getvalue())
+
+        atomic_write(path, write)
+
+    @classmethod
+    def load(cls, path) -> "Model":
+        """Rebuild a model saved by :meth:`save`: same layers, same weights, same predictions."""
+        path = os.fspath(path)
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"Model.load: no file at {path!r}.")
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                files = {k: data[k] for k in data.files}
+        except (zipfile.BadZipFile, OSError, EOFError) as err:
+            raise ValueError(f"Model.load: {path!r} is not a cutedl model file (corrupt or truncated: {err}).") from None
+        except ValueError as err:
+            raise ValueError(f"Model.load: {path!r} holds data that cannot be loaded safely ({err}).") from None
+        if "__config__" not in files:
+            raise ValueError(f"Model.load: {path!r} is not a cutedl model file (no __config__ entry).")
+        try:
+            meta = json.loads(files["__config__"].tobytes().decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise ValueError(f"Model.load: {path!r} has a corrupt config ({err}).") from None
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            raise ValueError(f"Model.load: {path!r} is not a cutedl model file.")
+        if meta.get("version") != FORMAT_VERSION:
+            raise ValueError(f"Model.load: {path!r} has format version {meta.get('version')}, "
+                             f"this cutedl reads version {FORMAT_VERSION}.")
+        model = cls.from_config(meta["config"]).assemble()
+        params = model.params
+        if len(params) != len([k for k in files if k.startswith("param_")]):
+            raise ValueError(f"Model.load: {path!r} holds a different number of arrays than its architecture needs.")
+        weights = []
+        for i, p in enumerate(params):
+            w = files.get(f"param_{i}")
+            if w is None or w.dtype.kind != "f":
+                raise ValueError(f"Model.load: {path!r} has a missing or non-float array for {p.name}.")
+            weights.append(w)
+        model.set_weights(weights)
+        return model
+
+    # ------------------------------------------------------------------ Keras-style sugar
+    def compile(self, loss, optimizer="adam", metrics=None) -> None:
+        """Attach a loss, optimizer and metrics (assembling the model if needed)."""
+        from cutedl.session import Session
+
+        if not self.assembled:
+            self.assemble()
+        self._session = Session(self, loss=loss, optimizer=optimizer, metrics=metrics)
+
+    @property
+    def session(self):
+        if self._session is None:
+            raise RuntimeError("Model is not compiled: call model.compile(loss=..., optimizer=...) first, "
+                               "or train it with cutedl.Session(model, loss, optimizer).fit(...).")
+        return self._session
+
+    def fit(self, x=None, y=None, batch_size: int | None = None, epochs: int = 1, verbose: int = 1,
+            callbacks=None, listeners=None, validation_split: float = 0.0, validation_data=None,
+            shuffle: bool = True, val_epochs: int = 1, val_steps: int = 0, initial_epoch: int = 0):
+        """Keras-style ``fit``; ``callbacks`` and ``listeners`` are the same thing."""
+        data = x if y is None else (x, y)
+        return self.session.fit(data, epochs=epochs, batch_size=batch_size, val_data=validation_data,
+                                validation_split=validation_split, val_epochs=val_epochs,
+                                val_steps=val_steps, listeners=list(callbacks or []) + list(listeners or []),
+                                verbose=verbose, shuffle=shuffle, initial_epoch=initial_epoch)
+
+    def evaluate(self, x=None, y=None, batch_size: int | None = None) -> dict:
+        data = x if y is None else (x, y)
+        return self.session.evaluate(data, batch_size=batch_size)
+

@@ -1,0 +1,691 @@
+"""Fit reports: PNG charts drawn from a :class:`~cutedl.history.History`.
+
+``fit_report(history, 'runs/report.png')`` draws one panel for the loss, one per metric and one
+for the learning rate when it changed, marks the best check, the early-stop point and the
+restored weights, and writes a summary box beside the panels. ``compare_report`` overlays the
+curves of several runs (optimizers, early-stopping settings) in one PNG.
+
+Both are called again and again during training (a listener redraws after each validation), so
+they never touch ``matplotlib.pyplot``: each call builds its own ``Figure`` on an Agg canvas
+(headless, no global figure registry to leak into, no display needed), renders it to memory and
+replaces the file atomically, so a reader never sees half a PNG.
+"""
+from __future__ import annotations
+
+import io
+import math
+import numbers
+import os
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import LogFormatter
+from matplotlib.transforms import blended_transform_factory
+
+from cutedl._io import atomic_write
+
+__all__ = ["fit_report", "compare_report"]
+
+# Columns that are bookkeeping, not metrics: they never get a panel of their own.
+_RESERVED = ("step", "epoch", "loss", "val_loss", "lr", "time")
+
+# Sizes in inches. Fixed margins (instead of constrained/tight layout) keep a redraw fast and
+# make the pixel size of the PNG predictable: width = figsize[0] * dpi, height = figsize[1] * dpi.
+_PANEL_W = 5.0
+_PANEL_H = 3.0
+_SUMMARY_W = 3.6
+_SUMMARY_GAP = 0.35   # between the panels and the summary box
+_TOP = 0.75       # suptitle + the epoch axis of the first row
+_BOTTOM = 0.55    # x label of the last row
+_LEFT = 0.75
+_GAP_W = 0.85     # between panel columns (y tick labels)
+_GAP_H = 1.05     # between panel rows (x label below + epoch axis and title above)
+
+_TRAIN_COLOR = "tab:blue"
+_VAL_COLOR = "tab:orange"
+_LR_COLOR = "tab:green"
+_BEST_COLOR = "gold"
+_STOP_COLOR = "tab:red"
+_RESTORED_COLOR = "tab:purple"
+_MARKERS_UP_TO = 40   # draw point markers on series this short, so one lonely check is visible
+
+_LOWER_IS_BETTER = ("loss", "mae", "mse", "error", "mape", "msle", "crossentropy", "hinge",
+                    "perplexity")
+
+
+# ---------------------------------------------------------------------------- public API
+def fit_report(history, path, title: str | None = None,
+               panels: Sequence[tuple[str, Callable]] | None = None, dpi: int = 100, *,
+               figsize: tuple[float, float] | None = None) -> str:
+    """Write a PNG report of a fit and return its path.
+
+    Panels, in order: ``loss`` and ``val_loss`` over steps (the top axis shows epochs); one
+    panel per metric ``m`` found as ``m`` or ``val_m`` in ``history.history``; ``lr`` on a log
+    scale when it took more than one value; then one panel per custom ``panels`` entry. The best
+    check (``history.best``) is starred on its monitored metric's panel, the stop point
+    (``history.stopped_step``) and the restored weights (``history.restored``) are vertical
+    lines on every curve panel. A summary box on the right lists steps, epochs, wall time, the
+    stop reason, and the best and final value of every metric. Missing values (NaN) are skipped.
+    A history with no rows gives a report that says "no data yet".
+
+    Args:
+        history: a :class:`~cutedl.history.History`.
+        path: where to write the PNG; missing parent directories are created. The file is
+            replaced atomically.
+        title: figure title (default ``'Fit report'``).
+        panels: extra panels, a list of ``(title, draw)``; ``draw(ax)`` gets a Matplotlib
+            ``Axes`` to draw into (for example predictions against targets).
+        dpi: resolution in dots per inch.
+        figsize: ``(width, height)`` in inches; by default 5 x 3 inches per panel in two columns
+            plus a summary column 3.6 inches wide.
+
+    Returns:
+        ``path`` as a string.
+
+    Raises:
+        TypeError: ``history``, ``path`` or ``panels`` of the wrong type.
+        ValueError: ``dpi`` or ``figsize`` not positive.
+        OSError: the file cannot be written; the message names the path.
+
+    Example:
+        >>> fit_report(history, 'runs/mnist/report.png', title='MLP on MNIST')
+        'runs/mnist/report.png'
+    """
+    _check_history(history, "fit_report")
+    path = _check_path(path, "fit_report")
+    panels = _check_panels(panels)
+    fig = _fit_figure(history, title=title, panels=panels, dpi=dpi, figsize=figsize)
+    _write_png(fig, path, dpi, "fit_report")
+    return path
+
+
+def compare_report(histories: Mapping, path, keys: Sequence[str] = ("val_loss", "val_accuracy"),
+                   title: str | None = None, dpi: int = 100, *, annotate_stops: bool = True,
+                   figsize: tuple[float, float] | None = None) -> str:
+    """Overlay several runs in one PNG, one panel per key, and return its path.
+
+    Each run keeps its color on every panel. Keys that no run recorded are skipped (when none
+    is left, the report says which keys the runs do have). With ``annotate_stops`` each run's
+    stop point is marked with an ``x`` and its restored weights with a diamond.
+
+    Args:
+        histories: mapping ``label -> History``, for example ``{'sgd': h1, 'adam': h2}``.
+        path: where to write the PNG (parent directories are created, atomic replace).
+        keys: history columns to compare, one panel each (a single string is one key).
+        title: figure title (default ``'Comparison'``).
+        dpi: resolution in dots per inch.
+        annotate_stops: mark where each run stopped and which weights it restored.
+        figsize: ``(width, height)`` in inches (default: as :func:`fit_report`).
+
+    Returns:
+        ``path`` as a string.
+
+    Raises:
+        TypeError: ``histories`` not a mapping of Histories, or ``keys`` not strings.
+        ValueError: no runs, or no keys.
+        OSError: the file cannot be written; the message names the path.
+    """
+    if not isinstance(histories, Mapping):
+        raise TypeError(f"compare_report expected a dict label -> History, got "
+                        f"{type(histories).__name__}. Pass e.g. {{'sgd': h1, 'adam': h2}}.")
+    if not histories:
+        raise ValueError("compare_report got no runs: pass at least one label -> History.")
+    for label, h in histories.items():
+        _check_history(h, f"compare_report (run {label!r})")
+    if isinstance(keys, str):
+        keys = (keys,)
+    keys = tuple(keys)
+    if not keys:
+        raise ValueError("compare_report got no keys: pass e.g. keys=('val_loss', 'val_accuracy').")
+    for k in keys:
+        if not isinstance(k, str):
+            raise TypeError(f"compare_report keys must be strings, got {k!r} "
+                            f"({type(k).__name__}).")
+    path = _check_path(path, "compare_report")
+    fig = _compare_figure(histories, keys, title=title, dpi=dpi, figsize=figsize,
+                          annotate_stops=annotate_stops)
+    _write_png(fig, path, dpi, "compare_report")
+    return path
+
+
+# ---------------------------------------------------------------------------- layout
+def _layout(history) -> list[str]:
+    """The curve panels of a fit report, in order: ``'loss'``, metric names, then ``'lr'``.
+
+    A metric ``m`` gets a panel when ``m`` or ``val_m`` is a column (columns holding no number
+    at all are ignored); ``lr`` gets one when it took more than one finite value. Custom panels
+    come after these and are not listed.
+    """
+    cols = history.history
+    keys = ["loss"]
+    for k, col in cols.items():
+        base = k[4:] if k.startswith("val_") else k
+        if k in _RESERVED or base in _RESERVED or base in keys or not base:
+            continue
+        if _has_numbers(col):
+            keys.append(base)
+    if "lr" in cols:
+        lr = _column(cols["lr"])
+        if len(np.unique(lr[np.isfinite(lr)])) > 1:
+            keys.append("lr")
+    return keys
+
+
+def _figsize(n_panels: int) -> tuple[float, float]:
+    """Default figure size in inches for ``n_panels`` panels plus the summary column."""
+    ncols, nrows = _grid(n_panels)
+    width = _LEFT + ncols * _PANEL_W + (ncols - 1) * _GAP_W + _SUMMARY_GAP + _SUMMARY_W
+    height = _TOP + nrows * _PANEL_H + (nrows - 1) * _GAP_H + _BOTTOM
+    return (width, height)
+
+
+def _grid(n_panels: int) -> tuple[int, int]:
+    ncols = 1 if n_panels <= 1 else 2
+    return ncols, max(1, math.ceil(n_panels / ncols))
+
+
+def _new_figure(n_panels: int, dpi, figsize):
+    """A Figure on its own Agg canvas with a grid of ``n_panels`` axes and room for a summary."""
+    if isinstance(dpi, bool) or not isinstance(dpi, numbers.Real) or not dpi > 0 \
+            or not math.isfinite(dpi):
+        raise ValueError(f"Reports need a positive dpi, got {dpi!r}. Use e.g. dpi=100.")
+    if figsize is None:
+        figsize = _figsize(n_panels)
+    else:
+        try:
+            w, h = (float(v) for v in figsize)
+        except (TypeError, ValueError):
+            raise ValueError(f"Reports expected figsize=(width, height) in inches, "
+                             f"got {figsize!r}.") from None
+        if not (w > 0 and h > 0 and math.isfinite(w) and math.isfinite(h)):
+            raise ValueError(f"Reports need a positive figsize, got {figsize!r}.")
+        figsize = (w, h)
+    fig = Figure(figsize=figsize, dpi=dpi)
+    FigureCanvasAgg(fig)
+    width, height = figsize
+    ncols, nrows = _grid(n_panels)
+    # Margins are fixed in inches so text keeps its size whatever the number of panels; clamp
+    # the fractions so a small user figsize still gives a valid (if cramped) grid.
+    right = 1.0 - (_SUMMARY_W + _SUMMARY_GAP) / width
+    left = _LEFT / width
+    if right - left < 0.2:
+        left, right = 0.08, 0.6
+    top = 1.0 - _TOP / height
+    bottom = _BOTTOM / height
+    if top - bottom < 0.2:
+        bottom, top = 0.08, 0.85
+    panel_w = (right - left) * width / (ncols + (ncols - 1) * _GAP_W / _PANEL_W)
+    panel_h = (top - bottom) * height / (nrows + (nrows - 1) * _GAP_H / _PANEL_H)
+    gs = fig.add_gridspec(nrows, ncols, left=left, right=right, top=top, bottom=bottom,
+                          wspace=_GAP_W / panel_w, hspace=_GAP_H / panel_h)
+    axes = [fig.add_subplot(gs[i // ncols, i % ncols]) for i in range(n_panels)]
+    return fig, axes, right
+
+
+# ---------------------------------------------------------------------------- fit report
+def _fit_figure(history, title=None, panels=(), dpi=100, figsize=None) -> Figure:
+    """Build (without writing) the fit-report figure; its ``axes`` are the panels in order."""
+    keys = _layout(history)
+    fig, axes, right = _new_figure(len(keys) + len(panels), dpi, figsize)
+    fig.suptitle(title if title is not None else "Fit report", fontsize=13)
+
+    cols = history.history
+    steps = _steps(history)
+    monitor_panel = _panel_of(history.best.get("monitor")) if isinstance(history.best, dict) \
+        else None
+    stop = _stop_info(history)
+    restored = _restored_info(history)
+
+    for i, (key, ax) in enumerate(zip(keys, axes)):
+        if key == "lr":
+            drawn = _plot_series(ax, steps, cols.get("lr"), "lr", _LR_COLOR)
+            if drawn and np.all(_finite(cols["lr"]) > 0):
+                ax.set_yscale("log")
+                # Plain '1e-02' labels: the default mathtext ones cost a parse per tick.
+                ax.yaxis.set_major_formatter(LogFormatter())
+                ax.yaxis.set_minor_formatter(LogFormatter(minor_thresholds=(2, 0.5)))
+        else:
+            drawn = _plot_series(ax, steps, cols.get(key), key, _TRAIN_COLOR)
+            drawn += _plot_series(ax, steps, cols.get("val_" + key), "val_" + key, _VAL_COLOR)
+        # Room above the axes for the epoch labels.
+        ax.set_title(key, pad=14)
+        ax.set_xlabel("step")
+        ax.grid(True, alpha=0.3)
+        if not drawn:
+            _note(ax, "no data yet")
+        # Stop/restore lines go on every curve panel, labelled once (first panel's legend).
+        if stop is not None:
+            ax.axvline(stop["step"], color=_STOP_COLOR, linestyle="--", linewidth=1.2,
+                       label=stop["label"] if i == 0 else None)
+        if restored is not None:
+            ax.axvline(restored["step"], color=_RESTORED_COLOR, linestyle="-.", linewidth=1.2,
+                       label=restored["label"] if i == 0 else None)
+        if key == monitor_panel and key != "lr":
+            _mark_best(ax, history)
+            if restored is not None:
+                _mark_restored_value(ax, history, restored["step"])
+        _epoch_axis(ax, history)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8, loc="best")
+
+    for (ptitle, draw), ax in zip(panels, axes[len(keys):]):
+        ax.set_title(ptitle)
+        draw(ax)
+
+    fig.text(right + _SUMMARY_GAP / fig.get_figwidth(), 1.0 - _TOP / fig.get_figheight(),
+             _fit_summary(history), ha="left", va="top", family="monospace", fontsize=8,
+             bbox=dict(boxstyle="round", facecolor="whitesmoke", edgecolor="0.7"))
+    return fig
+
+
+def _plot_series(ax, steps, col, label, color) -> int:
+    """Plot the finite points of one column over steps; return how many were drawn."""
+    if col is None:
+        return 0
+    y = _column(col)
+    keep = np.isfinite(y) & np.isfinite(steps)
+    n = int(keep.sum())
+    if n:
+        ax.plot(steps[keep], y[keep], color=color, label=label, linewidth=1.5,
+                marker="o" if n <= _MARKERS_UP_TO else None, markersize=3)
+    return n
+
+
+def _mark_best(ax, history) -> None:
+    best = history.best
+    value, step = _num(best.get("value")), _num(best.get("step"))
+    if value is None or step is None:
+        return
+    epoch = best.get("epoch")
+    where = f"step {_fmt_int(step)}" + (f" (epoch {epoch})" if epoch is not None else "")
+    ax.plot([step], [value], linestyle="none", marker="*", markersize=14, color=_BEST_COLOR,
+            markeredgecolor="black", zorder=5,
+            label=f"best {best.get('monitor')} = {value:.4g} @ {where}")
+
+
+def _mark_restored_value(ax, history, step) -> None:
+    """Ring the monitored value at the restored step, when that step is a recorded check."""
+    monitor = history.best.get("monitor")
+    if monitor not in history.history:
+        return
+    y = _column(history.history[monitor])
+    at = np.flatnonzero((_steps(history) == step) & np.isfinite(y))
+    if at.size:
+        ax.plot([step], [y[at[-1]]], linestyle="none", marker="D", markersize=9,
+                markerfacecolor="none", markeredgecolor=_RESTORED_COLOR, markeredgewidth=1.8,
+                zorder=6)
+
+
+def _epoch_axis(ax, history) -> None:
+    """Label epochs along the top edge: a tick where each epoch's checks end.
+
+    Plain texts in a blended transform (x in data, y in axes units) cost a fraction of a
+    ``secondary_xaxis``, which matters when the report is redrawn after every validation.
+    """
+    ticks, labels = _epoch_ticks(history)
+    if not ticks:
+        return
+    top = blended_transform_factory(ax.transData, ax.transAxes)
+    ax.plot(ticks, [1.0] * len(ticks), transform=top, linestyle="none", marker="|",
+            markersize=5, color="0.3", clip_on=False)
+    for x, label in zip(ticks, labels):
+        ax.text(x, 1.015, label, transform=top, ha="center", va="bottom", fontsize=7,
+                color="0.3", clip_on=False)
+    ax.text(0.0, 1.015, "epoch ", transform=ax.transAxes, ha="right", va="bottom",
+            fontsize=7, color="0.3")
+
+
+def _epoch_ticks(history) -> tuple[list, list]:
+    cols = history.history
+    if "epoch" not in cols or not len(history):
+        return [], []
+    epochs = _column(cols["epoch"])
+    steps = _steps(history)
+    spe = _num(history.params.get("steps_per_epoch")) if isinstance(history.params, dict) \
+        else None
+    last = {}
+    for e, s in zip(epochs, steps):
+        if math.isfinite(e) and math.isfinite(s):
+            last[int(e)] = s
+    if not last:
+        return [], []
+    # With steps_per_epoch known the boundary is exact; otherwise the last check of the epoch.
+    ticks = {e: (e * spe if spe else s) for e, s in last.items()}
+    order = sorted(ticks)
+    every = max(1, math.ceil(len(order) / 10))   # at most ~10 labels, or they overlap
+    order = [e for j, e in enumerate(order) if j % every == 0 or e == order[-1]]
+    return [ticks[e] for e in order], [str(e) for e in order]
+
+
+def _fit_summary(history) -> str:
+    """The text of the summary box."""
+    cols = history.history
+    lines = []
+    if not len(history):
+        lines.append("no data yet")
+    steps = _finite(cols.get("step", []))
+    done = max([*steps.tolist(), *([history.stopped_step] if _num(history.stopped_step)
+                                   is not None else [])], default=None)
+    epochs = history.stopped_epoch
+    if _num(epochs) is None:
+        ep = _finite(cols.get("epoch", []))
+        epochs = int(ep.max()) if ep.size else None
+    lines.append(f"steps      {_fmt_int(done) if done is not None else '-'}")
+    lines.append(f"epochs     {epochs if epochs is not None else '-'}")
+    wall = _num(getattr(history, "wall_time", None))
+    if not wall:
+        t = _finite(cols.get("time", []))
+        wall = float(t[-1]) if t.size else None
+    lines.append(f"wall time  {_fmt_duration(wall) if wall is not None else '-'}")
+    lines.append(f"stop       {history.stop_reason or '-'}")
+    stop = _stop_info(history)
+    if stop is not None:
+        lines.append(f"  {stop['label']}")
+    restored = _restored_info(history)
+    if restored is not None:
+        # Shorter than the legend label: the box is narrow.
+        epoch = restored["epoch"]
+        lines.append(f"  restored weights @ step {_fmt_int(restored['step'])}"
+                     + (f" (epoch {epoch})" if epoch is not None else ""))
+    best = history.best if isinstance(history.best, dict) else None
+    if best and _num(best.get("value")) is not None:
+        lines.append("")
+        lines.append(f"best {best.get('monitor')} ({best.get('mode', '?')})")
+        ep = best.get("epoch")
+        lines.append(f"  {_num(best['value']):.5g} @ step {_fmt_int(best.get('step'))}"
+                     + (f", epoch {ep}" if ep is not None else ""))
+
+    val_keys = [k for k in cols if k.startswith("val_")
+                and k[4:] not in ("step", "epoch", "lr", "time")]
+    if val_keys:
+        lines.append("")
+        lines.append("best validation")
+        width = max(len(k) for k in val_keys)
+        steps_all = _steps(history)
+        for k in val_keys:
+            y = _column(cols[k])
+            ok = np.flatnonzero(np.isfinite(y))
+            if not ok.size:
+                lines.append(f"  {k:<{width}}  -")
+                continue
+            mode = _direction(k)
+            j = ok[np.argmin(y[ok])] if mode == "min" else ok[np.argmax(y[ok])]
+            lines.append(f"  {k:<{width}}  {y[j]:.5g} ({mode}) @ {_fmt_int(steps_all[j])}")
+
+    final = {k: _finite(col) for k, col in cols.items() if k not in ("step", "epoch", "time")}
+    final = {k: v[-1] for k, v in final.items() if v.size}
+    if final:
+        lines.append("")
+        lines.append("final")
+        width = max(len(k) for k in final)
+        for k, v in final.items():
+            lines.append(f"  {k:<{width}}  {v:.5g}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------- compare report
+def _compare_figure(histories, keys, title=None, dpi=100, figsize=None,
+                    annotate_stops=True) -> Figure:
+    present = [k for k in keys if any(k in h.history for h in histories.values())]
+    fig, axes, right = _new_figure(max(1, len(present)), dpi, figsize)
+    fig.suptitle(title if title is not None else "Comparison", fontsize=13)
+    colors = [f"C{i % 10}" for i in range(len(histories))]
+
+    if not present:
+        available = sorted({k for h in histories.values() for k in h.history})
+        ax = axes[0]
+        ax.set_title(", ".join(keys))
+        _note(ax, f"no run recorded {', '.join(map(repr, keys))}\navailable: "
+                  + (", ".join(available) if available else "nothing yet"))
+    for key, ax in zip(present, axes):
+        drawn, marked = 0, set()
+        for color, (label, h) in zip(colors, histories.items()):
+            steps = _steps(h)
+            drawn += _plot_series(ax, steps, h.history.get(key), str(label), color)
+            if annotate_stops and key in h.history:
+                marked |= _mark_run_stops(ax, h, key, color)
+        ax.set_title(key)
+        ax.set_xlabel("step")
+        ax.grid(True, alpha=0.3)
+        if not drawn:
+            _note(ax, "no data yet")
+        handles, labels = ax.get_legend_handles_labels()
+        # Proxy artists explain the marker shapes once, in black.
+        if "stopped" in marked:
+            handles.append(Line2D([], [], linestyle="none", marker="x", color="black"))
+            labels.append("stopped")
+        if "restored" in marked:
+            handles.append(Line2D([], [], linestyle="none", marker="D", markerfacecolor="none",
+                                  color="black"))
+            labels.append("restored weights")
+        if handles:
+            ax.legend(handles, labels, fontsize=8, loc="best")
+
+    fig.text(right + _SUMMARY_GAP / fig.get_figwidth(), 1.0 - _TOP / fig.get_figheight(),
+             _compare_summary(histories, present), ha="left", va="top", family="monospace",
+             fontsize=8, bbox=dict(boxstyle="round", facecolor="whitesmoke", edgecolor="0.7"))
+    return fig
+
+
+def _mark_run_stops(ax, h, key, color) -> set:
+    """Mark where a run stopped (x) and which check it restored (hollow diamond) on its curve.
+
+    Returns the set of marks drawn, among ``{'stopped', 'restored'}``.
+    """
+    marked = set()
+    y = _column(h.history[key])
+    steps = _steps(h)
+    ok = np.isfinite(y) & np.isfinite(steps)
+    if not ok.any():
+        return marked
+    stop_step = _num(h.stopped_step)
+    if stop_step is not None and h.stop_reason != "completed":
+        # The curve has no value at the stop step itself when it fell between checks: mark
+        # the last recorded value at or before it.
+        at = np.flatnonzero(ok & (steps <= stop_step))
+        if at.size:
+            ax.plot([stop_step], [y[at[-1]]], linestyle="none", marker="x", markersize=9,
+                    markeredgewidth=2, color=color, zorder=5)
+            marked.add("stopped")
+    restored = h.restored if isinstance(h.restored, dict) else None
+    rstep = _num(restored.get("step")) if restored else None
+    if rstep is not None:
+        at = np.flatnonzero(ok & (steps == rstep))
+        if at.size:
+            ax.plot([rstep], [y[at[-1]]], linestyle="none", marker="D", markersize=8,
+                    markerfacecolor="none", markeredgecolor=color, markeredgewidth=1.8,
+                    zorder=6)
+            marked.add("restored")
+    return marked
+
+
+def _compare_summary(histories, keys) -> str:
+    lines = []
+    for label, h in histories.items():
+        steps = _finite(h.history.get("step", []))
+        lines.append(f"{label}")
+        lines.append(f"  steps {_fmt_int(steps.max()) if steps.size else '-'}, "
+                     f"stop {h.stop_reason or '-'}")
+        if isinstance(h.restored, dict) and h.restored.get("epoch") is not None:
+            lines.append(f"  restored epoch {h.restored['epoch']}")
+        for k in keys:
+            y = _finite(h.history.get(k, []))
+            if y.size:
+                mode = _direction(k)
+                best = y.min() if mode == "min" else y.max()
+                lines.append(f"  best {k} {best:.5g}")
+        lines.append("")
+    return "\n".join(lines).rstrip()
+
+
+# ---------------------------------------------------------------------------- helpers
+_HISTORY_ATTRS = ("stop_reason", "stopped_step", "stopped_epoch", "best", "restored", "params",
+                  "wall_time")
+
+
+def _check_history(history, who) -> None:
+    missing = [a for a in _HISTORY_ATTRS if not hasattr(history, a)]
+    if not isinstance(getattr(history, "history", None), dict) or missing:
+        raise TypeError(f"{who} expected a cutedl History (a .history dict of lists and "
+                        f"{', '.join(_HISTORY_ATTRS)}), got {type(history).__name__}. Pass the "
+                        f"History returned by fit(), or History.load(path).")
+
+
+def _check_path(path, who) -> str:
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{who} expected a file path (str or os.PathLike), got "
+                        f"{type(path).__name__}.")
+    return os.fspath(path)
+
+
+def _check_panels(panels) -> list:
+    if panels is None:
+        return []
+    if isinstance(panels, (str, bytes)) or not isinstance(panels, Sequence):
+        raise TypeError(f"fit_report panels must be a list of (title, draw) pairs, got "
+                        f"{type(panels).__name__}.")
+    out = []
+    for p in panels:
+        if not (isinstance(p, tuple | list) and len(p) == 2 and isinstance(p[0], str)
+                and callable(p[1])):
+            raise TypeError(f"fit_report panels entries must be (title: str, draw: callable) "
+                            f"where draw(ax) draws into a Matplotlib Axes, got {p!r}.")
+        out.append((p[0], p[1]))
+    return out
+
+
+def _write_png(fig, path, dpi, who) -> None:
+    buf = io.BytesIO()
+    # Light compression: several times faster to encode, and the file is rewritten often.
+    fig.savefig(buf, format="png", dpi=dpi, pil_kwargs={"compress_level": 1})
+    data = buf.getvalue()
+    # Drop the artists now rather than waiting for the cycle collector: a listener redraws
+    # every validation, and figures are large.
+    fig.clear()
+    try:
+        atomic_write(path, lambda f: f.write(data))
+    except OSError as err:
+        msg = (f"{who} could not write {path!r}: {err.strerror or err}. Check that the "
+               f"directory is writable and the path is not an existing directory.")
+        if err.errno is None:
+            raise OSError(msg) from err
+        # OSError(errno, ...) picks the matching subclass (PermissionError, ...).
+        raise OSError(err.errno, msg) from err
+
+
+def _direction(key: str) -> str:
+    """'min' when lower is better for ``key`` (``val_`` prefix allowed), else 'max'."""
+    base = key[4:] if key.startswith("val_") else key
+    try:
+        from cutedl.metrics import direction
+    except ImportError:
+        direction = None
+    if direction is not None:
+        for k in (key, base):
+            try:
+                d = direction(k)
+            except (ValueError, KeyError, TypeError):
+                continue
+            if d in ("min", "max"):
+                return d
+    low = base.lower()
+    return "min" if any(w in low for w in _LOWER_IS_BETTER) else "max"
+
+
+def _panel_of(monitor) -> str | None:
+    """The panel that shows a monitored column: 'val_loss' -> 'loss', 'val_acc' -> 'acc'."""
+    if not isinstance(monitor, str):
+        return None
+    return monitor[4:] if monitor.startswith("val_") else monitor
+
+
+def _stop_info(history) -> dict | None:
+    """Where and why the fit stopped early, or None (no stop recorded, or ran to the end)."""
+    step = _num(history.stopped_step)
+    if step is None or history.stop_reason == "completed":
+        return None
+    epoch = history.stopped_epoch
+    if epoch is None:
+        epoch = _epoch_at(history, step)
+    reason = history.stop_reason
+    what = "early stop" if reason in (None, "early_stopping") else f"stopped ({reason})"
+    where = f"step {_fmt_int(step)}" + (f" (epoch {epoch})" if epoch is not None else "")
+    return {"step": step, "label": f"{what} @ {where}"}
+
+
+def _restored_info(history) -> dict | None:
+    r = history.restored if isinstance(history.restored, dict) else None
+    step = _num(r.get("step")) if r else None
+    if step is None:
+        return None
+    epoch = r.get("epoch")
+    if epoch is None:
+        epoch = _epoch_at(history, step)
+    label = (f"restored best weights from epoch {epoch} (step {_fmt_int(step)})"
+             if epoch is not None else f"restored best weights from step {_fmt_int(step)}")
+    return {"step": step, "epoch": epoch, "label": label}
+
+
+def _epoch_at(history, step):
+    """The epoch of the last check at or before ``step``, or None."""
+    if "epoch" not in history.history:
+        return None
+    epochs = _column(history.history["epoch"])
+    at = np.flatnonzero((_steps(history) <= step) & np.isfinite(epochs))
+    return int(epochs[at[-1]]) if at.size else None
+
+
+def _steps(history) -> np.ndarray:
+    """The x values: the ``step`` column, or 1, 2, 3... when a history has none."""
+    if "step" in history.history:
+        return _column(history.history["step"])
+    return np.arange(1, len(next(iter(history.history.values()), [])) + 1, dtype=np.float64)
+
+
+def _column(col) -> np.ndarray:
+    """A column as float64 with anything that is not a real number (None, strings) as NaN."""
+    return np.array([float(v) if isinstance(v, numbers.Real) else math.nan for v in col],
+                    dtype=np.float64)
+
+
+def _finite(col) -> np.ndarray:
+    y = _column(col)
+    return y[np.isfinite(y)]
+
+
+def _has_numbers(col) -> bool:
+    """True for a column of numbers (NaN counts: a metric not measured yet still has a panel)."""
+    return not col or any(isinstance(v, numbers.Real) for v in col)
+
+
+def _num(v) -> float | None:
+    """``v`` as a finite float, or None."""
+    if isinstance(v, bool) or not isinstance(v, numbers.Real):
+        return None
+    v = float(v)
+    return v if math.isfinite(v) else None
+
+
+def _note(ax, text) -> None:
+    ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", color="0.45",
+            fontsize=11)
+
+
+def _fmt_int(v) -> str:
+    v = _num(v)
+    if v is None:
+        return "-"
+    return str(int(v)) if v == int(v) else f"{v:g}"
+
+
+def _fmt_duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    m, s = divmod(int(round(seconds)), 60)
+    if m < 60:
+        return f"{m} min {s:02d} s"
+    h, m = divmod(m, 60)
+    return f"{h} h {m:02d} min {s:02d} s"

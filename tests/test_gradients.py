@@ -1,0 +1,68 @@
+"""Gradient check of every registered layer (float64 central differences).
+
+Adding a layer to ``cutedl.layers.registry`` without an entry in CASES fails
+``test_every_layer_has_a_case``: every layer is gradient-checked.
+"""
+import numpy as np
+import pytest
+
+from cutedl import layers, testing
+
+# name -> list of (constructor kwargs, inshape, training)
+CASES = {
+    "Dense": [({"units": 3}, (4,), False),
+              ({"units": 2, "activation": "tanh", "kernel_regularizer": "l2"}, (5,), False),
+              ({"units": 3, "activation": "softmax"}, (4,), False),
+              ({"units": 2, "use_bias": False, "activation": "sigmoid"}, (3, 4), False)],
+    "Dropout": [({"rate": 0.4, "seed": 3}, (6,), True), ({"rate": 0.4}, (2, 3), False)],
+    "Flatten": [({}, (2, 3, 2), False)],
+    "Reshape": [({"target_shape": (3, -1)}, (6,), False)],
+    "Activation": [({"activation": "tanh"}, (4,), False), ({"activation": "softmax"}, (2, 5), False)],
+}
+
+
+def test_every_layer_has_a_case():
+    missing = [n for n in layers.registry.names() if n not in CASES]
+    assert not missing, f"layers without a gradient check case: {missing}"
+
+
+@pytest.mark.parametrize("name,kwargs,inshape,training",
+                         [(n, *c) for n, cs in CASES.items() for c in cs])
+@pytest.mark.parametrize("batch", [1, 3])
+def test_layer_gradients(name, kwargs, inshape, training, batch):
+    layer = layers.registry.lookup(name)(**kwargs)
+    report = testing.check_gradients(layer, inshape=inshape, batch_size=batch, training=training)
+    built = layers.registry.lookup(name)(**kwargs)
+    built._build(inshape)
+    # the input and every parameter were checked
+    assert len(report) == 1 + len(built.params)
+    assert report["input"] >= 0
+
+
+def test_check_gradients_catches_a_wrong_gradient():
+    class Broken(layers.Dense):
+        def backward(self, grad):
+            dx = super().backward(grad)
+            self.weight.grad = self.weight.grad * 1.01
+            return dx
+
+    with pytest.raises(testing.GradientCheckError, match="weight"):
+        testing.check_gradients(Broken(3), inshape=(4,))
+
+
+def test_check_gradients_catches_a_wrong_input_gradient():
+    class Broken(layers.Activation):
+        def backward(self, grad):
+            return super().backward(grad) + 1e-3
+
+    with pytest.raises(testing.GradientCheckError, match="input"):
+        testing.check_gradients(Broken("tanh"), inshape=(4,))
+
+
+def test_check_gradients_copies_weights_of_a_built_layer():
+    layer = layers.Dense(2, inshape=(3,))
+    layer._build((3,))
+    before = layer.weight.value.copy()
+    testing.check_gradients(layer)
+    np.testing.assert_array_equal(layer.weight.value, before)
+    assert layer.weight.value.dtype == np.float32

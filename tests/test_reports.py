@@ -1,0 +1,326 @@
+"""Tests for cutedl.reports: PNG fit reports and run comparisons, all headless."""
+import math
+import os
+import sys
+import time
+
+import matplotlib.image as mpimg
+import numpy as np
+import pytest
+from matplotlib.axes import Axes
+
+from cutedl import reports
+from cutedl.history import History
+from cutedl.reports import compare_report, fit_report
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def make_history(rows=20, steps_per_check=10, checks_per_epoch=4, val_every=1, lr_drop_at=None,
+                 stopped=True):
+    """A hand-built History: loss falls, accuracy rises, validation every ``val_every`` rows."""
+    h = History()
+    for i in range(rows):
+        step = (i + 1) * steps_per_check
+        row = {"step": step, "epoch": i // checks_per_epoch + 1, "loss": 1.0 / (i + 1),
+               "accuracy": 1.0 - 1.0 / (i + 2), "lr": 0.1, "time": 0.5 * (i + 1)}
+        if lr_drop_at is not None and i >= lr_drop_at:
+            row["lr"] = 0.01
+        if i % val_every == 0:
+            # Validation loss bottoms out at row 8, then rises (overfitting).
+            row["val_loss"] = 0.5 + 0.01 * (i - 8) ** 2
+            row["val_accuracy"] = 0.9 - 0.002 * (i - 8) ** 2
+        h.append(row)
+    if stopped:
+        h.best = {"monitor": "val_loss", "mode": "min", "value": 0.5, "step": 90, "epoch": 3}
+        h.stopped_step = rows * steps_per_check
+        h.stopped_epoch = (rows - 1) // checks_per_epoch + 1
+        h.stop_reason = "early_stopping"
+        h.restored = {"step": 90, "epoch": 3}
+        h.wall_time = 12.5
+    return h
+
+
+def read_png(path):
+    with open(path, "rb") as f:
+        assert f.read(8) == PNG_SIGNATURE
+    return mpimg.imread(path)
+
+
+def assert_size(img, figsize, dpi):
+    """The image is figsize * dpi pixels (within the one pixel Agg may round away)."""
+    w, h = figsize
+    rows, cols = img.shape[:2]
+    assert abs(rows - h * dpi) <= 1 and abs(cols - w * dpi) <= 1, (img.shape, figsize, dpi)
+
+
+def summary_text(fig):
+    texts = [t.get_text() for t in fig.texts if "steps" in t.get_text()]
+    assert len(texts) == 1
+    return texts[0]
+
+
+# ---------------------------------------------------------------------------- fit_report
+def test_fit_report_writes_a_decodable_png_of_the_expected_size(tmp_path):
+    h = make_history(lr_drop_at=10)
+    out = fit_report(h, tmp_path / "report.png", title="demo", dpi=60)
+    assert out == str(tmp_path / "report.png")
+    img = read_png(out)
+    n_panels = 3  # loss, accuracy, lr
+    assert_size(img, reports._figsize(n_panels), 60)
+    assert img.std() > 0
+
+
+def test_default_figsize_grows_with_panels():
+    # 5 x 3 inch panels in at most two columns, plus a 3.6 inch summary column.
+    w1, h1 = reports._figsize(1)
+    w2, h2 = reports._figsize(2)
+    w4, h4 = reports._figsize(4)
+    assert w2 - w1 > 5.0 and h2 == h1
+    assert w4 == w2 and h4 - h2 > 3.0
+    assert reports._figsize(3) == (w4, h4)
+
+
+def test_explicit_figsize_and_dpi_set_the_pixel_size(tmp_path):
+    img = read_png(fit_report(make_history(), tmp_path / "r.png", dpi=50, figsize=(6, 4)))
+    assert img.shape[:2] == (200, 300)
+
+
+def test_layout_lists_loss_then_metrics_then_varying_lr():
+    h = History()
+    h.append({"step": 1, "epoch": 1, "loss": 1.0, "accuracy": 0.5, "val_loss": 1.1,
+              "val_accuracy": 0.4, "val_f1": 0.3, "lr": 0.1, "time": 1.0})
+    h.append({"step": 2, "epoch": 1, "loss": 0.9, "mae": 0.2, "lr": 0.05, "time": 2.0})
+    assert reports._layout(h) == ["loss", "accuracy", "f1", "mae", "lr"]
+
+
+def test_layout_leaves_out_a_constant_lr_and_bookkeeping_columns():
+    h = make_history()  # lr stays 0.1
+    assert reports._layout(h) == ["loss", "accuracy"]
+    h = History()
+    h.append({"step": 1, "epoch": 1, "loss": 1.0, "lr": 0.1})
+    h.append({"step": 2, "epoch": 1, "loss": 0.9})  # lr NaN here: still one distinct value
+    assert reports._layout(h) == ["loss"]
+
+
+def test_number_of_axes_is_panels_plus_custom_panels():
+    h = make_history(lr_drop_at=5)
+    panels = [("a", lambda ax: ax.plot([0, 1], [1, 0])), ("b", lambda ax: None)]
+    fig = reports._fit_figure(h, panels=panels)
+    # loss + accuracy + lr + 2 custom panels; the epoch labels and the summary add no axes.
+    assert len(fig.axes) == 1 + 1 + 1 + 2
+    assert [ax.get_title() for ax in fig.axes] == ["loss", "accuracy", "lr", "a", "b"]
+    assert fig.axes[2].get_yscale() == "log"
+
+
+def test_custom_panel_gets_an_axes(tmp_path):
+    calls = []
+
+    def draw(ax):
+        calls.append((ax, ax.get_title()))
+        ax.scatter([1.0, 2.0, 3.0], [1.1, 1.9, 3.2])
+
+    path = fit_report(make_history(), tmp_path / "r.png", panels=[("pred vs truth", draw)],
+                      dpi=40)
+    assert len(calls) == 1 and isinstance(calls[0][0], Axes)
+    assert calls[0][1] == "pred vs truth"
+    assert_size(read_png(path), reports._figsize(3), 40)
+
+
+def test_empty_history_draws_a_no_data_note(tmp_path):
+    h = History()
+    img = read_png(fit_report(h, tmp_path / "empty.png", dpi=40))
+    assert_size(img, reports._figsize(1), 40)
+    assert img.std() > 0
+    fig = reports._fit_figure(h)
+    assert len(fig.axes) == 1
+    assert any(t.get_text() == "no data yet" for t in fig.axes[0].texts)
+    assert "no data yet" in summary_text(fig)
+
+
+def test_one_row_history_draws_markers(tmp_path):
+    h = History()
+    h.append({"step": 10, "epoch": 1, "loss": 0.5, "val_loss": 0.6, "accuracy": 0.7,
+              "val_accuracy": 0.6, "lr": 0.1, "time": 1.0})
+    assert read_png(fit_report(h, tmp_path / "one.png", dpi=40)).std() > 0
+    fig = reports._fit_figure(h)
+    lines = {ln.get_label(): ln for ln in fig.axes[0].get_lines()}
+    assert lines["loss"].get_marker() == "o"
+    np.testing.assert_array_equal(lines["val_loss"].get_xdata(), [10.0])
+    np.testing.assert_array_equal(lines["val_loss"].get_ydata(), [0.6])
+
+
+def test_nan_gaps_are_skipped_not_drawn(tmp_path):
+    h = make_history(rows=30, val_every=3)
+    fit_report(h, tmp_path / "gaps.png", dpi=40)
+    fig = reports._fit_figure(h)
+    lines = {ln.get_label(): ln for ln in fig.axes[0].get_lines()}
+    expected_x = [(i + 1) * 10.0 for i in range(30) if i % 3 == 0]
+    expected_y = [0.5 + 0.01 * (i - 8) ** 2 for i in range(30) if i % 3 == 0]
+    np.testing.assert_allclose(lines["val_loss"].get_xdata(), expected_x)
+    np.testing.assert_allclose(lines["val_loss"].get_ydata(), expected_y)
+    assert len(lines["loss"].get_xdata()) == 30
+
+
+def test_best_stop_and_restored_are_marked():
+    h = make_history(rows=20, checks_per_epoch=4)
+    fig = reports._fit_figure(h)
+    loss_ax = fig.axes[0]
+    labels = [ln.get_label() for ln in loss_ax.get_lines()]
+    assert "early stop @ step 200 (epoch 5)" in labels
+    assert "restored best weights from epoch 3 (step 90)" in labels
+    best = [ln for ln in loss_ax.get_lines() if ln.get_label().startswith("best val_loss")]
+    assert len(best) == 1 and best[0].get_marker() == "*"
+    assert list(best[0].get_xdata()) == [90] and list(best[0].get_ydata()) == [0.5]
+    # The stop and restore lines appear on every curve panel, labelled only once.
+    acc_x = sorted(ln.get_xdata()[0] for ln in fig.axes[1].get_lines()
+                   if ln.get_linestyle() in ("--", "-."))
+    assert acc_x == [90, 200]
+    # The legend of the loss panel lists the annotations.
+    legend = [t.get_text() for t in loss_ax.get_legend().get_texts()]
+    assert "early stop @ step 200 (epoch 5)" in legend
+
+
+def test_stop_epoch_is_looked_up_when_not_recorded():
+    h = make_history(rows=20, checks_per_epoch=4)
+    h.stopped_epoch = None
+    h.restored = {"step": 130, "epoch": None}
+    h.stop_reason = "nan"
+    fig = reports._fit_figure(h)
+    labels = [ln.get_label() for ln in fig.axes[0].get_lines()]
+    # step 200 is row 20 -> epoch 5; step 130 is row 13 -> epoch 4.
+    assert "stopped (nan) @ step 200 (epoch 5)" in labels
+    assert "restored best weights from epoch 4 (step 130)" in labels
+
+
+def test_absent_annotations_are_fine(tmp_path):
+    h = make_history(stopped=False)
+    assert h.best is None and h.stopped_step is None and h.restored is None
+    assert read_png(fit_report(h, tmp_path / "r.png", dpi=40)).std() > 0
+    fig = reports._fit_figure(h)
+    styles = [ln.get_linestyle() for ax in fig.axes for ln in ax.get_lines()]
+    assert "--" not in styles and "-." not in styles
+
+
+def test_completed_fit_draws_no_stop_line():
+    h = make_history()
+    h.stop_reason = "completed"
+    fig = reports._fit_figure(h)
+    assert not any(ln.get_label().startswith(("early stop", "stopped"))
+                   for ln in fig.axes[0].get_lines())
+
+
+def test_summary_lists_best_final_steps_epochs_time_and_reason():
+    h = make_history(rows=20, checks_per_epoch=4)
+    text = summary_text(reports._fit_figure(h))
+    val_loss = np.array(h["val_loss"], dtype=float)
+    val_acc = np.array(h["val_accuracy"], dtype=float)
+    # Independent reference: min of the loss, max of the accuracy, and where they happen.
+    i_loss, i_acc = int(np.nanargmin(val_loss)), int(np.nanargmax(val_acc))
+    assert f"{val_loss[i_loss]:.5g} (min) @ {h['step'][i_loss]}" in text
+    assert f"{val_acc[i_acc]:.5g} (max) @ {h['step'][i_acc]}" in text
+    assert f"{h['loss'][-1]:.5g}" in text
+    assert "200" in text and "epochs     5" in text
+    assert "12.5 s" in text
+    assert "early_stopping" in text
+
+
+def test_summary_wall_time_falls_back_to_last_time_entry():
+    h = make_history(rows=10)
+    h.wall_time = 0.0
+    h.append({"step": 110, "epoch": 3, "loss": 0.05, "time": math.nan})
+    text = summary_text(reports._fit_figure(h))
+    assert "wall time  5.0 s" in text  # the last finite 'time' is 0.5 * 10
+
+
+def test_direction_of_common_keys():
+    assert reports._direction("val_loss") == "min"
+    assert reports._direction("mae") == "min"
+    assert reports._direction("val_mse") == "min"
+    assert reports._direction("val_accuracy") == "max"
+
+
+def test_parent_directories_are_created_and_no_temp_files_remain(tmp_path):
+    target = tmp_path / "a" / "b" / "report.png"
+    h = make_history()
+    fit_report(h, target, dpi=40)
+    fit_report(h, target, dpi=40)  # the second write replaces the first
+    assert os.listdir(target.parent) == ["report.png"]
+    assert read_png(target).std() > 0
+
+
+def test_unwritable_path_raises_oserror_naming_the_path(tmp_path):
+    blocker = tmp_path / "not_a_dir"
+    blocker.write_text("x")
+    bad = blocker / "report.png"
+    with pytest.raises(OSError, match="not_a_dir"):
+        fit_report(make_history(), bad)
+    assert sorted(os.listdir(tmp_path)) == ["not_a_dir"]
+
+
+def test_bad_arguments_raise_teaching_errors(tmp_path):
+    with pytest.raises(TypeError, match="expected a cutedl History"):
+        fit_report({"loss": [1.0]}, tmp_path / "r.png")
+    with pytest.raises(TypeError, match=r"\(title: str, draw: callable\)"):
+        fit_report(make_history(), tmp_path / "r.png", panels=[("t", "not callable")])
+    with pytest.raises(TypeError, match="file path"):
+        fit_report(make_history(), 123)
+    with pytest.raises(ValueError, match="positive dpi"):
+        fit_report(make_history(), tmp_path / "r.png", dpi=0)
+
+
+def test_no_pyplot_and_fast_enough(tmp_path):
+    pyplot_before = "matplotlib.pyplot" in sys.modules
+    h = make_history(rows=300, lr_drop_at=150)
+    fit_report(h, tmp_path / "warm.png")
+    start = time.perf_counter()
+    fit_report(h, tmp_path / "r.png")
+    elapsed = time.perf_counter() - start
+    if not pyplot_before:
+        assert "matplotlib.pyplot" not in sys.modules
+    # The target is ~0.3 s; the bound is loose so a busy CI machine does not flake.
+    assert elapsed < 3.0
+
+
+# ---------------------------------------------------------------------------- compare_report
+def test_compare_report_overlays_runs(tmp_path):
+    runs = {"sgd": make_history(rows=20), "adam": make_history(rows=12, stopped=False)}
+    out = compare_report(runs, tmp_path / "cmp" / "compare.png", dpi=50)
+    img = read_png(out)
+    assert_size(img, reports._figsize(2), 50)
+    assert img.std() > 0
+    fig = reports._compare_figure(runs, ("val_loss", "val_accuracy"))
+    assert [ax.get_title() for ax in fig.axes] == ["val_loss", "val_accuracy"]
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    # Only sgd stopped early and restored weights, so only its marks (and their key) appear.
+    assert legend == ["sgd", "adam", "stopped", "restored weights"]
+    marks = [ln for ln in fig.axes[0].get_lines() if ln.get_marker() in ("x", "D")]
+    assert sorted((ln.get_marker(), ln.get_xdata()[0]) for ln in marks) == [("D", 90), ("x", 200)]
+
+
+def test_compare_report_skips_keys_no_run_has():
+    runs = {"a": make_history(), "b": make_history()}
+    fig = reports._compare_figure(runs, ("val_loss", "val_f1", "val_accuracy"))
+    assert [ax.get_title() for ax in fig.axes] == ["val_loss", "val_accuracy"]
+    fig = reports._compare_figure(runs, ("val_f1",))
+    assert len(fig.axes) == 1
+    assert "available" in fig.axes[0].texts[0].get_text()
+
+
+def test_compare_report_without_annotations(tmp_path):
+    runs = {"a": make_history()}
+    fig = reports._compare_figure(runs, ("val_loss",), annotate_stops=False)
+    assert not [ln for ln in fig.axes[0].get_lines() if ln.get_marker() in ("x", "D")]
+    assert read_png(compare_report(runs, tmp_path / "c.png", keys="val_loss",
+                                   annotate_stops=False, dpi=40)).std() > 0
+
+
+def test_compare_report_bad_arguments(tmp_path):
+    with pytest.raises(ValueError, match="no runs"):
+        compare_report({}, tmp_path / "c.png")
+    with pytest.raises(TypeError, match="dict label -> History"):
+        compare_report([make_history()], tmp_path / "c.png")
+    with pytest.raises(TypeError, match="run 'b'"):
+        compare_report({"a": make_history(), "b": 3}, tmp_path / "c.png")
+    with pytest.raises(ValueError, match="no keys"):
+        compare_report({"a": make_history()}, tmp_path / "c.png", keys=())
