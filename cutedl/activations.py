@@ -129,6 +129,24 @@ def _sigmoid(x):
     return s
 
 
+def _log1p_nonneg(e):
+    """log(1 + e) for a float array with e >= 0, as accurate as log1p (which NumPy does not
+    vectorise: ~5x slower than log in float32). May reuse ``e``'s memory.
+
+    Rounding u = 1 + e loses e - d, where d = u - 1 is exact; then
+    log(1 + e) = log(u) + log(1 + (e - d) / u), and the second term equals (e - d) / u to within
+    its square, far below rounding. When e is so small that u == 1 this gives exactly e, and
+    there is no 0 / 0 anywhere.
+    """
+    u = e + 1.0
+    d = u - 1.0
+    xp.subtract(e, d, out=d)  # e - d, the rounding error of 1 + e
+    d /= u
+    xp.log(u, out=u)
+    u += d
+    return u
+
+
 # erfc(z) for z >= 0 is computed as exp(-z^2) * erfcx(z): the scaled function erfcx decreases
 # smoothly from 1 to 0 on [0, inf), and after the change of variable t = (z - K) / (z + K), which
 # maps [0, inf) onto [-1, 1), it is well approximated by a short Chebyshev series in t. The
@@ -155,6 +173,7 @@ def _erfcx_reference(z: float) -> float:
 
 
 def _fit_erfcx(degree: int) -> tuple:
+    # A one-off host computation at import: plain NumPy whatever the array backend is.
     import numpy as np
     from numpy.polynomial import chebyshev
 
@@ -278,11 +297,19 @@ class LeakyReLU(ActivationFunction):
 
 
 def _elu_parts(x, alpha: float):
-    """(alpha * (exp(min(x, 0)) - 1), x > 0) — the negative branch, never overflowing."""
-    neg = xp.minimum(x, 0.0)
-    xp.expm1(neg, out=neg)
-    neg *= alpha
-    return neg, x > 0
+    """(alpha * (exp(min(x, 0)) - 1), x > 0) — the negative branch, never overflowing.
+
+    exp(v) - 1 for v <= 0 is taken as 2 t / (1 - t), t = tanh(v / 2): as accurate as expm1
+    (no cancellation: 1 - t is in [1, 2)), but NumPy's tanh is vectorised and its expm1 is not
+    (~5x slower in float32).
+    """
+    t = xp.minimum(x, 0.0)
+    t *= 0.5
+    xp.tanh(t, out=t)
+    d = 1.0 - t
+    t *= 2.0 * alpha
+    t /= d
+    return t, x > 0
 
 
 @registry.register("elu")
@@ -438,7 +465,7 @@ class Softplus(ActivationFunction):
         y = xp.abs(x)
         xp.negative(y, out=y)
         xp.exp(y, out=y)
-        xp.log1p(y, out=y)
+        y = _log1p_nonneg(y)
         y += xp.maximum(x, 0.0)
         return y
 

@@ -73,7 +73,7 @@ class Checksum:
             raise ValueError(f"Checksum: of must be 'content' or 'download', got {self.of!r}.")
         if self.algorithm not in hashlib.algorithms_available:
             raise ValueError(f"Checksum: unknown hash algorithm {self.algorithm!r}; use 'sha256'.")
-        digest_size = hashlib.new(self.algorithm).digest_size
+        digest_size = hashlib.new(self.algorithm, usedforsecurity=False).digest_size
         if not isinstance(self.hexdigest, str) or not _HEX.fullmatch(self.hexdigest) \
                 or len(self.hexdigest) != 2 * digest_size:
             raise ValueError(f"Checksum: hexdigest must be {2 * digest_size} lowercase hex digits for "
@@ -205,21 +205,20 @@ def download_file(url: str, dest: PathLike, checksum: Checksum, *, timeout: floa
     hasher = _StreamHasher(checksum)
 
     def writer(f):
-        with response:
-            while True:
-                try:
-                    chunk = response.read(_CHUNK_BYTES)
-                except (OSError, http.client.HTTPException) as err:
-                    raise DownloadError(f"{url}: transfer failed ({_reason(err)})") from err
-                if not chunk:
-                    break
-                try:
-                    hasher.update(chunk)
-                except zlib.error as err:
-                    raise ValueError(f"Downloaded file {dest.name!r} from {url} is not a valid gzip "
-                                     f"stream ({err}); it was deleted. The mirror may be corrupt: try "
-                                     f"another one with mirror=...") from err
-                f.write(chunk)
+        while True:
+            try:
+                chunk = response.read(_CHUNK_BYTES)
+            except (OSError, http.client.HTTPException) as err:
+                raise DownloadError(f"{url}: transfer failed ({_reason(err)})") from err
+            if not chunk:
+                break
+            try:
+                hasher.update(chunk)
+            except zlib.error as err:
+                raise ValueError(f"Downloaded file {dest.name!r} from {url} is not a valid gzip "
+                                 f"stream ({err}); it was deleted. The mirror may be corrupt: try "
+                                 f"another one with mirror=...") from err
+            f.write(chunk)
         got = hasher.hexdigest()
         if got != checksum.hexdigest:
             what = "uncompressed content" if checksum.of == "content" else "file"
@@ -228,7 +227,8 @@ def download_file(url: str, dest: PathLike, checksum: Checksum, *, timeout: floa
                              f"deleted, not cached. The mirror may be corrupt or serve another "
                              f"version: try again, or another mirror with mirror=...")
 
-    atomic_write(dest, writer)   # removes the temporary file when writer raises
+    with response:
+        atomic_write(dest, writer)   # removes the temporary file when writer raises
     return dest
 
 
@@ -246,7 +246,8 @@ class _StreamHasher:
     download is checked without being read back or held whole in memory."""
 
     def __init__(self, checksum: Checksum):
-        self._hash = hashlib.new(checksum.algorithm)
+        # usedforsecurity=False: md5 is an integrity check here, and FIPS builds refuse it otherwise.
+        self._hash = hashlib.new(checksum.algorithm, usedforsecurity=False)
         self._gunzip = checksum.of == "content"
         self._inflate = _gzip_inflater() if self._gunzip else None
 
