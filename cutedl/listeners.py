@@ -288,40 +288,54 @@ def _fmt_logs(logs: dict) -> str:
 
 
 class FitReport(Listener):
-    """Redraw a PNG fit report after every check and at the end (see :func:`cutedl.reports.fit_report`).
+    """Redraw a PNG fit report during training and at the end (see :func:`cutedl.reports.fit_report`).
 
-    A report that cannot be written warns once and training goes on.
+    Drawing a report takes a few tenths of a second, comparable to an epoch of a small model, so
+    redraws are paced: after a check, the report is redrawn only when at least ``budget`` times
+    the last drawing time has passed since the last draw (default 10: drawing costs at most ~10 %
+    of training time). The final report is always drawn. A report that cannot be written warns
+    once and training goes on.
 
     Args:
         path: PNG file to (re)write.
         title: figure title.
-        every: redraw after every ``every``-th check (the final report is always drawn).
+        budget: pace of redraws (see above); 0 redraws after every check.
+        **report_kwargs: passed to :func:`cutedl.reports.fit_report` (``panels``, ``dpi``...).
     """
 
-    def __init__(self, path, title: str | None = None, every: int = 1, **report_kwargs):
-        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-            raise ValueError(f"FitReport: every must be a positive integer, got {every!r}.")
+    def __init__(self, path, title: str | None = None, budget: float = 10.0, **report_kwargs):
+        if isinstance(budget, bool) or not isinstance(budget, (int, float)) or budget < 0:
+            raise ValueError(f"FitReport: budget must be a number >= 0, got {budget!r}.")
         self.path = path
         self.title = title
-        self.every = every
+        self.budget = float(budget)
         self.report_kwargs = report_kwargs
         self._warned = False
-        self._checks = 0
+        self._last_end = None
+        self._last_cost = 0.0
+        self.draws = 0
 
     def _draw(self):
         from cutedl import reports
 
+        t0 = time.perf_counter()
         try:
             reports.fit_report(self.session.history, self.path, title=self.title, **self.report_kwargs)
+            self.draws += 1
         except OSError as err:
             if not self._warned:
                 warnings.warn(f"FitReport could not write {self.path!r} ({err}); training goes on.",
                               UserWarning, stacklevel=2)
                 self._warned = True
+        self._last_end = time.perf_counter()
+        self._last_cost = self._last_end - t0
+
+    def on_fit_start(self, logs=None):
+        self._last_end = None
+        self.draws = 0
 
     def on_val_end(self, step, logs=None):
-        self._checks += 1
-        if self._checks % self.every == 0:
+        if self._last_end is None or time.perf_counter() - self._last_end >= self.budget * self._last_cost:
             self._draw()
 
     def on_fit_end(self, logs=None):

@@ -16,12 +16,15 @@ import cutedl
 from cutedl import Dataset, Model, Session, datasets, layers, listeners, losses, optimizers
 
 
-def build_model() -> Model:
-    return Model([
-        layers.Dense(400, inshape=784, activation="relu"),
-        layers.Dense(100, activation="relu"),
-        layers.Dense(10, activation="softmax"),
-    ]).assemble()
+def build_model(dropout: float = 0.0) -> Model:
+    """784-400-100-10 with ReLU; ``dropout`` > 0 adds Dropout after each hidden layer."""
+    hidden = [layers.Dense(400, inshape=784, activation="relu"), layers.Dense(100, activation="relu")]
+    stack = []
+    for layer in hidden:
+        stack.append(layer)
+        if dropout:
+            stack.append(layers.Dropout(dropout))
+    return Model(stack + [layers.Dense(10, activation="softmax")]).assemble()
 
 
 def load(limit: int | None = None, val_size: int = 5000):
@@ -46,7 +49,8 @@ def main(argv=None) -> dict:
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--patience", type=int, default=3)
+    p.add_argument("--patience", type=int, default=5)
+    p.add_argument("--dropout", type=float, default=0.2, help="dropout after each hidden layer (0: none)")
     p.add_argument("--limit", type=int, default=None, help="use only this many training samples")
     p.add_argument("--report", default="reports/mnist_mlp.png")
     p.add_argument("--save", default=None, help="save the trained model to this .npz file")
@@ -55,7 +59,7 @@ def main(argv=None) -> dict:
 
     cutedl.set_seed(args.seed)
     (x_train, y_train), (x_val, y_val), (x_test, y_test) = load(args.limit)
-    model = build_model()
+    model = build_model(args.dropout)
     if args.verbose:
         print(model.summary())
     sess = Session(model, loss=losses.CategoricalCrossentropy(), optimizer=optimizers.Adam(args.lr),

@@ -25,7 +25,7 @@ from cutedl import Dataset, Model, Session, datasets, layers, losses, optimizers
 OPTIMIZERS = {
     "sgd": (optimizers.SGD, 0.1),
     "momentum": (optimizers.Momentum, 0.05),
-    "adagrad": (optimizers.Adagrad, 0.01),
+    "adagrad": (optimizers.Adagrad, 0.05),
     "rmsprop": (optimizers.RMSProp, 0.001),
     "adadelta": (optimizers.Adadelta, 1.0),
     "adam": (optimizers.Adam, 0.001),
@@ -99,6 +99,7 @@ def main(argv=None) -> dict:
     p.add_argument("--verbose", type=int, default=0)
     args = p.parse_args(argv)
     set_lr = _parse_set_lr(args.set_lr)
+    names = list(dict.fromkeys(args.optimizers))  # a name given twice runs once
 
     cutedl.set_seed(args.seed)
     (x_train, y_train), (x_val, y_val) = load(args.limit or None)
@@ -107,7 +108,7 @@ def main(argv=None) -> dict:
     val_ds = Dataset(x_val, y_val, batch_size=1000, shuffle=False)
 
     histories, rows = {}, []
-    for name in args.optimizers:
+    for name in names:
         cls, default_lr = OPTIMIZERS[name]
         lr = set_lr.get(name, args.lr if args.lr is not None else default_lr)
         model.set_weights(initial)
@@ -127,9 +128,11 @@ def main(argv=None) -> dict:
         if args.verbose:
             print(f"{label}: val_accuracy {acc[-1]:.4f}  {seconds:.1f}s")
 
+    # Taller than the default so the summary box (five lines per run) fits beside the panels.
+    height = max(4.3, 1.1 + 0.75 * len(histories))
     reports.compare_report(histories, args.report, keys=("val_loss", "val_accuracy"),
                            title=f"Optimizers on the MNIST MLP 784-400-100-10 ({len(x_train)} training images, "
-                                 f"same initial weights)")
+                                 f"same initial weights and batches)", figsize=(15.6, height))
     print(format_table(rows))
     print(f"report {args.report}")
     return {"rows": rows, "histories": histories, "report": args.report}

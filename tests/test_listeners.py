@@ -168,3 +168,37 @@ def test_fit_listener_and_lambda_listener():
         listeners.FitListener("val_ends", callback=print)
     with pytest.raises(ValueError, match="unknown hook"):
         listeners.LambdaListener(on_epoch_finish=print)
+
+
+def test_fit_report_writes_a_png_during_and_after_training(tmp_path):
+    import matplotlib.image
+
+    x, y = data(32)
+    path = tmp_path / "r" / "report.png"
+    rep = listeners.FitReport(path, title="t", budget=0)
+    m = Model([layers.Dense(4, inshape=3, activation="relu"), layers.Dense(1)]).assemble()
+    Session(m, "mse", "adam", metrics=["mae"]).fit(Dataset(x, y, batch_size=8), epochs=3, val_data=(x, y),
+                                                    listeners=[rep, listeners.EarlyStopping(patience=5)], verbose=0)
+    assert rep.draws == 4  # 3 checks + the final draw
+    img = matplotlib.image.imread(path)
+    assert img.shape[0] >= 300 and img.shape[1] >= 500 and img.std() > 0
+
+
+def test_fit_report_paces_redraws(tmp_path):
+    x, y = data(32)
+    rep = listeners.FitReport(tmp_path / "r.png", budget=1e9)
+    m = Model([layers.Dense(1, inshape=3)]).assemble()
+    Session(m, "mse", "sgd").fit(Dataset(x, y, batch_size=8), epochs=5, listeners=[rep], verbose=0)
+    assert rep.draws == 2  # the first check and the end
+
+
+def test_unwritable_report_warns_once_and_training_goes_on(tmp_path):
+    x, y = data(32)
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    rep = listeners.FitReport(blocker / "r.png", budget=0)
+    m = Model([layers.Dense(1, inshape=3)]).assemble()
+    with pytest.warns(UserWarning, match="could not write") as rec:
+        h = Session(m, "mse", "sgd").fit(Dataset(x, y, batch_size=8), epochs=3, listeners=[rep], verbose=0)
+    assert len([w for w in rec if "could not write" in str(w.message)]) == 1
+    assert h.stop_reason == "completed" and len(h) == 3
