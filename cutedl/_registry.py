@@ -96,3 +96,23 @@ class Registry:
         if not isinstance(cfg, dict):
             raise ValueError(f"{self.kind} config for {config['class_name']!r} must be a dict.")
         return cls(**cfg)
+
+
+class Configurable:
+    """Mixin for registry members described fully by ``get_config()``: equality, hash and repr.
+
+    Two activations (initializers, regularizers...) of the same class with the same config are
+    equal, so ``Dense(3, activation='relu').activation == activations.get('relu')``.
+    """
+
+    def get_config(self) -> dict:
+        return {}
+
+    def __eq__(self, other) -> bool:
+        return type(self) is type(other) and self.get_config() == other.get_config()
+
+    def __hash__(self) -> int:
+        return hash((type(self), tuple(sorted((k, repr(v)) for k, v in self.get_config().items()))))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.get_config().items())})"

@@ -27,7 +27,7 @@ import math
 import numbers
 
 from cutedl import backend
-from cutedl._registry import Registry
+from cutedl._registry import Configurable, Registry
 from cutedl.backend import xp
 
 
@@ -39,7 +39,7 @@ def _as_float(x):
     return x
 
 
-class ActivationFunction:
+class ActivationFunction(Configurable):
     """Base class. Subclasses implement ``forward`` and ``backward``.
 
     ``forward(x)`` takes an array of any shape and returns ``y`` of the same shape and dtype.
@@ -61,16 +61,6 @@ class ActivationFunction:
 
     def get_config(self) -> dict:
         return {}
-
-    def __eq__(self, other) -> bool:
-        return type(self) is type(other) and self.get_config() == other.get_config()
-
-    def __hash__(self) -> int:
-        return hash((type(self), tuple(sorted(self.get_config().items()))))
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({args})"
 
 
 registry = Registry("activation", ActivationFunction)

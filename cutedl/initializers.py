@@ -22,7 +22,7 @@ import numbers
 import numpy as np
 
 from cutedl import backend, rng
-from cutedl._registry import Registry
+from cutedl._registry import Configurable, Registry
 
 # Standard deviation of N(0, 1) truncated to [-2, 2]: Var = 1 - 4 phi(2) / (2 Phi(2) - 1).
 # Variance-scaling normal initializers divide by it so that the *truncated* draws have the
@@ -55,7 +55,7 @@ def _check_shape(owner: str, shape) -> tuple:
     return tuple(int(d) for d in dims)
 
 
-class Initializer:
+class Initializer(Configurable):
     """Base class: ``__call__(shape, dtype=None)`` returns a new array.
 
     Args:
@@ -83,15 +83,6 @@ class Initializer:
 
     def get_config(self) -> dict:
         return {"seed": self.seed} if self.seed is not None else {}
-
-    def __eq__(self, other) -> bool:
-        return type(self) is type(other) and self.get_config() == other.get_config()
-
-    def __hash__(self) -> int:
-        return hash((type(self), tuple(sorted(self.get_config().items()))))
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.get_config().items())})"
 
 
 registry = Registry("initializer", Initializer)

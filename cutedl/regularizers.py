@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import numbers
 
-from cutedl._registry import Registry
+from cutedl._registry import Configurable, Registry
 from cutedl.backend import xp
 
 
@@ -30,7 +30,7 @@ def _check_factor(owner: str, name: str, value) -> float:
     return v
 
 
-class Regularizer:
+class Regularizer(Configurable):
     """Base class: ``loss(w) -> float`` and ``grad(w) -> array like w``; ``reg(w)`` is ``reg.loss(w)``."""
 
     registry_name = "regularizer"
@@ -48,15 +48,6 @@ class Regularizer:
 
     def get_config(self) -> dict:
         return {}
-
-    def __eq__(self, other) -> bool:
-        return type(self) is type(other) and self.get_config() == other.get_config()
-
-    def __hash__(self) -> int:
-        return hash((type(self), tuple(sorted(self.get_config().items()))))
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.get_config().items())})"
 
 
 registry = Registry("regularizer", Regularizer)
