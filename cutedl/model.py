@@ -155,6 +155,9 @@ class Model:
     def predict(self, x, batch_size: int | None = None):
         """Outputs for ``x`` (inference mode), computed ``batch_size`` rows at a time (all at once if None)."""
         x = self.check_input(x)
+        if x.dtype.kind == "f" and not np.isfinite(x).all():
+            raise ValueError(f"predict: the input holds {x.size - int(np.isfinite(x).sum())} NaN/inf value(s); "
+                             f"clean or impute them first.")
         n = len(x)
         if batch_size is None or batch_size >= n:
             return self.forward(x, training=False)

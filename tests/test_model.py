@@ -137,3 +137,10 @@ def test_seeding_is_repeatable():
 def test_float64_model():
     m = Model([layers.Dense(3, inshape=2, dtype="float64")]).assemble()
     assert m.predict(np.ones((1, 2))).dtype == np.float64
+
+
+def test_predict_rejects_nan():
+    x = np.ones((3, 5), np.float32)
+    x[1, 2] = np.nan
+    with pytest.raises(ValueError, match="1 NaN/inf"):
+        mlp().predict(x)

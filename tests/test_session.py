@@ -245,3 +245,36 @@ def test_sparse_labels_and_integer_inputs():
     sess = Session(make(), "sparse_categorical_crossentropy", "adam", metrics=["accuracy"])
     h = sess.fit((xi, y.argmax(1)), epochs=2, batch_size=10, verbose=0)
     assert np.isfinite(h["loss"]).all()
+
+
+def test_progress_bar_on_a_terminal_uses_tqdm():
+    x, y = blobs(n=10)
+    buf = io.StringIO()
+    Session(make(), "cce", "sgd").fit(Dataset(x, y, batch_size=5), epochs=2,
+                                      listeners=[listeners.ProgressBar(stream=buf, tty=True)])
+    out = buf.getvalue()
+    assert "Epoch 1/2" in out and "Epoch 2/2" in out and "2/2" in out and "loss" in out
+
+
+def test_second_fit_keeps_counting_steps():
+    x, y = blobs(n=10)
+    sess = Session(make(), "cce", "sgd")
+    sess.fit(Dataset(x, y, batch_size=5), epochs=1, verbose=0)
+    h = sess.fit(Dataset(x, y, batch_size=5), epochs=2, initial_epoch=1, verbose=0)
+    assert h["step"] == [4] and h["epoch"] == [2]
+
+
+def test_sigmoid_with_binary_crossentropy_is_fused_and_metrics_see_probabilities():
+    rs = np.random.default_rng(0)
+    x = rs.standard_normal((64, 2)).astype(np.float32)
+    y = (x[:, :1] + x[:, 1:] > 0).astype(np.float32)
+    cutedl.set_seed(0)
+    m = Model([layers.Dense(8, inshape=2, activation="tanh"), layers.Dense(1, activation="sigmoid")]).assemble()
+    sess = Session(m, "binary_crossentropy", optimizers.Adam(0.05), metrics=["accuracy"])
+    assert sess._fused
+    h = sess.fit((x, y), epochs=30, batch_size=16, verbose=0)
+    p = m.predict(x)
+    assert ((p > 0.5) == (y > 0.5)).mean() == pytest.approx(sess.evaluate((x, y))["accuracy"])
+    assert h["accuracy"][-1] > 0.9
+    with pytest.raises(ValueError, match="sigmoid would be applied twice"):
+        Session(m, losses.BinaryCrossentropy(from_logits=True), "adam")
