@@ -37,6 +37,7 @@ _RESERVED = ("step", "epoch", "loss", "val_loss", "lr", "time")
 _PANEL_W = 5.0
 _PANEL_H = 3.0
 _SUMMARY_W = 3.6
+_SUMMARY_LINE = 8 * 1.25 / 72  # height of one 8 pt summary line, inches
 _SUMMARY_GAP = 0.35   # between the panels and the summary box
 _TOP = 0.75       # suptitle + the epoch axis of the first row
 _BOTTOM = 0.55    # x label of the last row
@@ -187,13 +188,17 @@ def _grid(n_panels: int) -> tuple[int, int]:
     return ncols, max(1, math.ceil(n_panels / ncols))
 
 
-def _new_figure(n_panels: int, dpi, figsize):
-    """A Figure on its own Agg canvas with a grid of ``n_panels`` axes and room for a summary."""
+def _new_figure(n_panels: int, dpi, figsize, summary: str = ""):
+    """A Figure on its own Agg canvas with a grid of ``n_panels`` axes and room for a summary.
+
+    The default height grows so that a long ``summary`` (8 pt monospace lines) fits beside the panels.
+    """
     if isinstance(dpi, bool) or not isinstance(dpi, numbers.Real) or not dpi > 0 \
             or not math.isfinite(dpi):
         raise ValueError(f"Reports need a positive dpi, got {dpi!r}. Use e.g. dpi=100.")
     if figsize is None:
-        figsize = _figsize(n_panels)
+        width, height = _figsize(n_panels)
+        figsize = (width, max(height, _TOP + _SUMMARY_LINE * (summary.count("\n") + 1) + 0.4))
     else:
         try:
             w, h = (float(v) for v in figsize)
@@ -229,7 +234,8 @@ def _new_figure(n_panels: int, dpi, figsize):
 def _fit_figure(history, title=None, panels=(), dpi=100, figsize=None) -> Figure:
     """Build (without writing) the fit-report figure; its ``axes`` are the panels in order."""
     keys = _layout(history)
-    fig, axes, right = _new_figure(len(keys) + len(panels), dpi, figsize)
+    summary = _fit_summary(history)
+    fig, axes, right = _new_figure(len(keys) + len(panels), dpi, figsize, summary)
     fig.suptitle(title if title is not None else "Fit report", fontsize=13)
 
     cols = history.history
@@ -276,7 +282,7 @@ def _fit_figure(history, title=None, panels=(), dpi=100, figsize=None) -> Figure
         draw(ax)
 
     fig.text(right + _SUMMARY_GAP / fig.get_figwidth(), 1.0 - _TOP / fig.get_figheight(),
-             _fit_summary(history), ha="left", va="top", family="monospace", fontsize=8,
+             summary, ha="left", va="top", family="monospace", fontsize=8,
              bbox=dict(boxstyle="round", facecolor="whitesmoke", edgecolor="0.7"))
     return fig
 
@@ -430,7 +436,8 @@ def _fit_summary(history) -> str:
 def _compare_figure(histories, keys, title=None, dpi=100, figsize=None,
                     annotate_stops=True) -> Figure:
     present = [k for k in keys if any(k in h.history for h in histories.values())]
-    fig, axes, right = _new_figure(max(1, len(present)), dpi, figsize)
+    summary = _compare_summary(histories, present)
+    fig, axes, right = _new_figure(max(1, len(present)), dpi, figsize, summary)
     fig.suptitle(title if title is not None else "Comparison", fontsize=13)
     colors = [f"C{i % 10}" for i in range(len(histories))]
 
@@ -465,7 +472,7 @@ def _compare_figure(histories, keys, title=None, dpi=100, figsize=None,
             ax.legend(handles, labels, fontsize=8, loc="best")
 
     fig.text(right + _SUMMARY_GAP / fig.get_figwidth(), 1.0 - _TOP / fig.get_figheight(),
-             _compare_summary(histories, present), ha="left", va="top", family="monospace",
+             summary, ha="left", va="top", family="monospace",
              fontsize=8, bbox=dict(boxstyle="round", facecolor="whitesmoke", edgecolor="0.7"))
     return fig
 

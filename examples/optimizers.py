@@ -128,11 +128,9 @@ def main(argv=None) -> dict:
         if args.verbose:
             print(f"{label}: val_accuracy {acc[-1]:.4f}  {seconds:.1f}s")
 
-    # Taller than the default so the summary box (five lines per run) fits beside the panels.
-    height = max(4.3, 1.1 + 0.75 * len(histories))
     reports.compare_report(histories, args.report, keys=("val_loss", "val_accuracy"),
                            title=f"Optimizers on the MNIST MLP 784-400-100-10 ({len(x_train)} training images, "
-                                 f"same initial weights and batches)", figsize=(15.6, height))
+                                 f"same initial weights and batches)")
     print(format_table(rows))
     print(f"report {args.report}")
     return {"rows": rows, "histories": histories, "report": args.report}
