@@ -278,3 +278,20 @@ def test_sigmoid_with_binary_crossentropy_is_fused_and_metrics_see_probabilities
     assert h["accuracy"][-1] > 0.9
     with pytest.raises(ValueError, match="sigmoid would be applied twice"):
         Session(m, losses.BinaryCrossentropy(from_logits=True), "adam")
+
+
+@pytest.mark.parametrize("opt", ["sgd", "momentum", "adagrad", "rmsprop", "adadelta", "adam", "adamw"])
+def test_training_stays_float32(opt):
+    x, y = blobs(n=20)
+    cutedl.set_seed(0)
+    m = Model([layers.Dense(8, inshape=4, activation="relu", kernel_regularizer="l1_l2"), layers.Dropout(0.5),
+               layers.Dense(3, activation="softmax")]).assemble()
+    sess = Session(m, "cce", opt, metrics=["accuracy"])
+    sess.fit(Dataset((x * 100).astype(np.uint8), y.astype(np.int64), batch_size=8), epochs=2, verbose=0)
+    for p in m.params:
+        assert p.value.dtype == np.float32 and p.grad.dtype == np.float32, p.name
+    for state in sess.optimizer.state.values():
+        for k, v in state.items():
+            if hasattr(v, "dtype"):
+                assert v.dtype == np.float32, k
+    assert m.predict(x).dtype == np.float32
