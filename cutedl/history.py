@@ -55,10 +55,6 @@ class History:
             return {}
         return {k: v[-1] for k, v in self.history.items()}
 
-    @property
-    def epoch(self) -> list:
-        return self.history.get("epoch", [])
-
     def __getitem__(self, key):
         return self.history[key]
 

@@ -364,7 +364,7 @@ def sparse_labels(who: str, y_true, y_pred):
     lead = y_pred.shape[:-1]
     if y_true.shape != lead and y_true.shape != lead + (1,):
         if y_true.shape == y_pred.shape:
-            fix = (f"these look one-hot: use CategoricalCrossentropy / categorical metrics, or pass "
+            fix = ("these look one-hot: use CategoricalCrossentropy / categorical metrics, or pass "
                    f"labels = y_true.argmax(axis=-1)")
         else:
             fix = "pass one integer label per sample (per time step for sequences)"

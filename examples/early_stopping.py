@@ -167,28 +167,6 @@ def build_model() -> Model:
     ]).assemble()
 
 
-def load(limit: int | None, val_size: int = 5000):
-    """MNIST as float32 vectors in [0, 1] with one-hot labels.
-
-    The last ``val_size`` training images are the validation set (early stopping never sees the
-    test set). ``limit`` keeps the first ``limit`` training images and shrinks the validation
-    set to a quarter and the test set to ``limit`` images (at least 1,000) when they are larger,
-    so a small smoke run stays small.
-    """
-    (x_train, y_train), (x_test, y_test) = datasets.mnist.load_data()
-    x_train = datasets.normalize(x_train.reshape(len(x_train), -1))
-    x_test = datasets.normalize(x_test.reshape(len(x_test), -1))
-    y_train, y_test = datasets.one_hot(y_train, 10), datasets.one_hot(y_test, 10)
-    x_val, y_val = x_train[-val_size:], y_train[-val_size:]
-    x_train, y_train = x_train[:-val_size], y_train[:-val_size]
-    if limit:
-        n_val, n_test = max(limit // 4, 100), max(limit, 1000)
-        x_train, y_train = x_train[:limit], y_train[:limit]
-        x_val, y_val = x_val[:n_val], y_val[:n_val]
-        x_test, y_test = x_test[:n_test], y_test[:n_test]
-    return (x_train, y_train), (x_val, y_val), (x_test, y_test)
-
-
 # ---------------------------------------------------------------------------- the figure
 def draw_report(history, rows: list, monitor: str, path, title: str, dpi: int = 100) -> str:
     """Write the comparison PNG: curve with stop/restore marks, one lane per setting, a table."""
@@ -327,7 +305,7 @@ def main(argv=None) -> dict:
     args = p.parse_args(argv)
 
     cutedl.set_seed(args.seed)
-    (x_train, y_train), (x_val, y_val), (x_test, y_test) = load(args.limit or None)
+    (x_train, y_train), (x_val, y_val), (x_test, y_test) = datasets.mnist.load_vectors(limit=args.limit or None)
     model = build_model()
     sess = Session(model, loss=losses.CategoricalCrossentropy(), optimizer=optimizers.Adam(args.lr),
                    metrics=["accuracy"])

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import time
 
-import numpy as np
 
 import cutedl
 from cutedl import Dataset, Model, Session, datasets, layers, listeners, losses, optimizers
@@ -25,22 +24,6 @@ def build_model(dropout: float = 0.0) -> Model:
         if dropout:
             stack.append(layers.Dropout(dropout))
     return Model(stack + [layers.Dense(10, activation="softmax")]).assemble()
-
-
-def load(limit: int | None = None, val_size: int = 5000):
-    """MNIST as float32 vectors in [0, 1] with one-hot labels; the last ``val_size`` training
-    images are held out for validation (early stopping never sees the test set)."""
-    (x_train, y_train), (x_test, y_test) = datasets.mnist.load_data()
-    x_train = datasets.normalize(x_train.reshape(len(x_train), -1))
-    x_test = datasets.normalize(x_test.reshape(len(x_test), -1))
-    y_train, y_test = datasets.one_hot(y_train, 10), datasets.one_hot(y_test, 10)
-    x_val, y_val = x_train[-val_size:], y_train[-val_size:]
-    x_train, y_train = x_train[:-val_size], y_train[:-val_size]
-    if limit:
-        x_train, y_train = x_train[:limit], y_train[:limit]
-        x_val, y_val = x_val[: max(limit // 5, 100)], y_val[: max(limit // 5, 100)]
-        x_test, y_test = x_test[:limit], y_test[:limit]
-    return (x_train, y_train), (x_val, y_val), (x_test, y_test)
 
 
 def main(argv=None) -> dict:
@@ -58,7 +41,7 @@ def main(argv=None) -> dict:
     args = p.parse_args(argv)
 
     cutedl.set_seed(args.seed)
-    (x_train, y_train), (x_val, y_val), (x_test, y_test) = load(args.limit)
+    (x_train, y_train), (x_val, y_val), (x_test, y_test) = datasets.mnist.load_vectors(limit=args.limit)
     model = build_model(args.dropout)
     if args.verbose:
         print(model.summary())

@@ -41,24 +41,6 @@ def build_model() -> Model:
     ]).assemble()
 
 
-def load(limit: int | None, val_size: int = 5000):
-    """MNIST as float32 vectors in [0, 1] with one-hot labels: ``(train, val)``.
-
-    The last ``val_size`` training images are the validation set. ``limit`` keeps the first
-    ``limit`` training images and shrinks the validation set to a quarter of that when larger.
-    """
-    (x_train, y_train), _ = datasets.mnist.load_data()
-    x_train = datasets.normalize(x_train.reshape(len(x_train), -1))
-    y_train = datasets.one_hot(y_train, 10)
-    x_val, y_val = x_train[-val_size:], y_train[-val_size:]
-    x_train, y_train = x_train[:-val_size], y_train[:-val_size]
-    if limit:
-        n_val = max(limit // 4, 100)
-        x_train, y_train = x_train[:limit], y_train[:limit]
-        x_val, y_val = x_val[:n_val], y_val[:n_val]
-    return (x_train, y_train), (x_val, y_val)
-
-
 def _parse_set_lr(items) -> dict:
     """``['sgd=0.2', 'adam=5e-4']`` -> ``{'sgd': 0.2, 'adam': 0.0005}``, with helpful errors."""
     out = {}
@@ -102,7 +84,7 @@ def main(argv=None) -> dict:
     names = list(dict.fromkeys(args.optimizers))  # a name given twice runs once
 
     cutedl.set_seed(args.seed)
-    (x_train, y_train), (x_val, y_val) = load(args.limit or None)
+    (x_train, y_train), (x_val, y_val), _ = datasets.mnist.load_vectors(limit=args.limit or None)
     model = build_model()
     initial = model.get_weights()
     val_ds = Dataset(x_val, y_val, batch_size=1000, shuffle=False)

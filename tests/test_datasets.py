@@ -472,3 +472,20 @@ def test_one_hot_type_errors():
         datasets.one_hot(["cat", "dog"], 2)
     with pytest.raises(TypeError, match="num_classes must be an int, got float"):
         datasets.one_hot([0, 1], 2.0)
+
+
+def test_mnist_load_vectors_split_and_limit():
+    from cutedl.datasets import mnist
+
+    (xt, yt), (xv, yv), (xs, ys) = mnist.load_vectors()
+    assert xt.shape == (55000, 784) and xv.shape == (5000, 784) and xs.shape == (10000, 784)
+    assert yt.shape == (55000, 10) and xt.dtype == np.float32 and yt.dtype == np.float32
+    assert 0.0 <= xt.min() and xt.max() == 1.0
+    (x_all, y_all), _ = mnist.load_data()
+    # the validation images are the last 5000 training images
+    np.testing.assert_array_equal(xv[-1], x_all[-1].reshape(-1) / np.float32(255))
+    assert yv[-1].argmax() == y_all[-1]
+    (xt, _), (xv, _), (xs, _) = mnist.load_vectors(limit=300)
+    assert (len(xt), len(xv), len(xs)) == (300, 100, 1000)
+    with pytest.raises(ValueError, match="val_size"):
+        mnist.load_vectors(val_size=0)

@@ -49,3 +49,34 @@ def load_data(path: Optional[PathLike] = None, *, mirror: Optional[str] = None,
         DownloadError: the files are nowhere locally and cannot be downloaded.
     """
     return load_idx_dataset(SOURCE, path, mirror=mirror, cache_dir=cache_dir, search_repo=search_repo)
+
+
+def load_vectors(val_size: int = 5000, limit: Optional[int] = None, path: Optional[PathLike] = None):
+    """MNIST ready for an MLP: flat float32 images in [0, 1], one-hot float32 labels, a validation split.
+
+    The last ``val_size`` training images are held out for validation, so early stopping never
+    sees the test set. ``limit`` keeps the first ``limit`` training images and shrinks the
+    validation set to ``max(limit // 4, 100)`` and the test set to ``max(limit, 1000)`` images,
+    so a smoke run stays small.
+
+    Returns:
+        ``(x_train, y_train), (x_val, y_val), (x_test, y_test)`` with x ``(n, 784)`` and y ``(n, 10)``.
+    """
+    from cutedl.datasets.utils import normalize, one_hot
+
+    if isinstance(val_size, bool) or not isinstance(val_size, int) or not 0 < val_size < 60000:
+        raise ValueError(f"mnist.load_vectors: val_size must be an integer in (0, 60000), got {val_size!r}.")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0):
+        raise ValueError(f"mnist.load_vectors: limit must be a positive integer or None, got {limit!r}.")
+    (x_train, y_train), (x_test, y_test) = load_data(path)
+    x_train = normalize(x_train.reshape(len(x_train), -1))
+    x_test = normalize(x_test.reshape(len(x_test), -1))
+    y_train, y_test = one_hot(y_train, 10), one_hot(y_test, 10)
+    x_val, y_val = x_train[-val_size:], y_train[-val_size:]
+    x_train, y_train = x_train[:-val_size], y_train[:-val_size]
+    if limit:
+        n_val, n_test = max(limit // 4, 100), max(limit, 1000)
+        x_train, y_train = x_train[:limit], y_train[:limit]
+        x_val, y_val = x_val[:n_val], y_val[:n_val]
+        x_test, y_test = x_test[:n_test], y_test[:n_test]
+    return (x_train, y_train), (x_val, y_val), (x_test, y_test)

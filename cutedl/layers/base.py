@@ -91,9 +91,6 @@ class Layer:
     arguments, ``get_config``.
     """
 
-    #: True for layers whose output depends on ``training`` (Dropout, BatchNorm...).
-    stochastic = False
-
     def __init__(self, inshape=None, name: str | None = None, trainable: bool = True, dtype=None):
         if name is not None and (not isinstance(name, str) or not name or "/" in name):
             raise ValueError(f"Layer name must be a non-empty string without '/', got {name!r}.")

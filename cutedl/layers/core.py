@@ -109,8 +109,6 @@ class Dropout(Layer):
     Input/Output shape: any, unchanged.
     """
 
-    stochastic = True
-
     def __init__(self, rate: float, seed=None, **kwargs):
         super().__init__(**kwargs)
         try:
