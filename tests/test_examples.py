@@ -56,6 +56,17 @@ SMOKE = {
     "optimizers": (["--epochs", "1", "--limit", "300", "--set-lr", "sgd=0.2"], _check_optimizers),
 }
 
+# ---- convolution examples (issue 3) ----
+CONV_SMOKE: dict = {}
+SMOKE.update(CONV_SMOKE)
+# ---- end of convolution examples ----
+
+
+# ---- recurrent examples (issue 4) ----
+RECURRENT_SMOKE: dict = {}
+SMOKE.update(RECURRENT_SMOKE)
+# ---- end of recurrent examples ----
+
 
 def load_example(name: str):
     """Import examples/<name>.py as a fresh module (examples/ is not a package)."""
