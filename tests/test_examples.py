@@ -62,10 +62,22 @@ SMOKE.update(CONV_SMOKE)
 # ---- end of convolution examples ----
 
 
+# ---- CIFAR-10 example (issue 3) ----
+CIFAR_SMOKE: dict = {}
+SMOKE.update(CIFAR_SMOKE)
+# ---- end of CIFAR-10 example ----
+
+
 # ---- recurrent examples (issue 4) ----
 RECURRENT_SMOKE: dict = {}
 SMOKE.update(RECURRENT_SMOKE)
 # ---- end of recurrent examples ----
+
+
+# ---- text examples (issue 4) ----
+TEXT_SMOKE: dict = {}
+SMOKE.update(TEXT_SMOKE)
+# ---- end of text examples ----
 
 
 def load_example(name: str):

@@ -20,16 +20,28 @@ CASES = {
     "Activation": [({"activation": "tanh"}, (4,), False), ({"activation": "softmax"}, (2, 5), False)],
 }
 
-# ---- convolution, pooling, normalization layers (issue 3) ----
+# ---- convolution and pooling layers (issue 3) ----
 CONV_CASES: dict = {}
 CASES.update(CONV_CASES)
 # ---- end of convolution cases ----
 
 
-# ---- embedding, recurrent and wrapper layers (issue 4) ----
+# ---- normalization layers (issue 3) ----
+NORM_CASES: dict = {}
+CASES.update(NORM_CASES)
+# ---- end of normalization cases ----
+
+
+# ---- recurrent, masking and wrapper layers (issue 4) ----
 RECURRENT_CASES: dict = {}
 CASES.update(RECURRENT_CASES)
 # ---- end of recurrent cases ----
+
+
+# ---- embedding layer (issue 4) ----
+EMBEDDING_CASES: dict = {}
+CASES.update(EMBEDDING_CASES)
+# ---- end of embedding cases ----
 
 
 def test_every_layer_has_a_case():

@@ -7,9 +7,17 @@ from cutedl.layers.core import Activation, Dense, Dropout, Flatten, Reshape
 
 __all__ = ["Layer", "Param", "registry", "Dense", "Dropout", "Flatten", "Reshape", "Activation"]
 
-# ---- convolution, pooling, normalization layers (issue 3) ----
+# ---- convolution and pooling layers (issue 3) ----
 # ---- end of convolution layers ----
 
 
-# ---- embedding, recurrent and wrapper layers (issue 4) ----
+# ---- normalization layers (issue 3) ----
+# ---- end of normalization layers ----
+
+
+# ---- recurrent, masking and wrapper layers (issue 4) ----
 # ---- end of recurrent layers ----
+
+
+# ---- embedding layer (issue 4) ----
+# ---- end of embedding layer ----
