@@ -133,7 +133,8 @@ class Model:
 
     def forward(self, x, training: bool = False, logits: bool = False):
         """Run every layer. ``logits=True`` makes the last layer skip its activation (fused losses)."""
-        if x.dtype != self.dtype:
+        # Integer token ids (Embedding first) stay integers; everything else computes in the model's dtype.
+        if x.dtype != self.dtype and getattr(self.layers[0], "integer_input", None) is None:
             x = x.astype(self.dtype)
         last = self.layers[-1]
         last.output_logits = logits

@@ -20,4 +20,7 @@ __all__ = ["Layer", "Param", "registry", "Dense", "Dropout", "Flatten", "Reshape
 
 
 # ---- embedding layer (issue 4) ----
+from cutedl.layers.embedding import Embedding  # noqa: E402
+
+__all__ += ["Embedding"]
 # ---- end of embedding layer ----
