@@ -19,7 +19,7 @@ import numpy as np
 from cutedl import backend
 from cutedl._io import atomic_write
 from cutedl.backend import xp
-from cutedl.layers.base import Layer, _fmt_shape, _snake, unique_name, registry as layer_registry
+from cutedl.layers.base import Layer, _fmt_shape, _snake, forward_takes_mask, unique_name, registry as layer_registry
 
 FORMAT = "cutedl-model"
 FORMAT_VERSION = 1
@@ -132,18 +132,32 @@ class Model:
         return x
 
     def forward(self, x, training: bool = False, logits: bool = False):
-        """Run every layer. ``logits=True`` makes the last layer skip its activation (fused losses)."""
-        # Integer token ids (Embedding first) stay integers; everything else computes in the model's dtype.
-        if x.dtype != self.dtype and getattr(self.layers[0], "integer_input", None) is None:
+        """Run every layer. ``logits=True`` makes the last layer skip its activation (fused losses).
+
+        Masks flow along (see :mod:`cutedl.layers.base`): after each layer its ``compute_mask``
+        gives the mask of its output, passed as ``mask=`` to the next layer whose ``forward``
+        takes one. The last layer's output mask is kept in ``self.output_mask``.
+        """
+        if x.dtype != self.dtype and x.dtype.kind == "f":
             x = x.astype(self.dtype)
         last = self.layers[-1]
         last.output_logits = logits
+        mask = None
         for layer in self.layers:
-            x = layer.forward(x, training=training)
+            if mask is not None and forward_takes_mask(layer):
+                y = layer.forward(x, training=training, mask=mask)
+            else:
+                y = layer.forward(x, training=training)
+            mask = layer.compute_mask(x, mask)
+            x = y
+        self.output_mask = mask
         return x
 
     def backward(self, grad, input_grad: bool = False):
         """Backpropagate dL/doutput through every layer, setting every param's grad.
+
+        Masks need no handling here: a layer that took a mask in ``forward`` cached it and gives
+        masked steps no gradient.
 
         Returns dL/dinput when ``input_grad`` is True, else None: the first layer then skips its
         input gradient, a quarter of an MLP's backward FLOPs.
@@ -152,6 +166,13 @@ class Model:
         for layer in reversed(self.layers):
             grad = layer.backward(grad)
         return grad
+
+    def reset_states(self) -> None:
+        """Clear the carried state of every stateful layer (``stateful=True`` RNNs, wrappers)."""
+        for layer in self.layers:
+            reset = getattr(layer, "reset_states", None)
+            if reset is not None:
+                reset()
 
     def predict(self, x, batch_size: int | None = None):
         """Outputs for ``x`` (inference mode), computed ``batch_size`` rows at a time (all at once if None)."""

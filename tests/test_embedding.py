@@ -179,3 +179,13 @@ def test_check_gradients_catches_a_gradient_that_ignores_repeats():
 
     with pytest.raises(cutedl.testing.GradientCheckError, match="embeddings"):
         cutedl.testing.check_gradients(LastWins(3, 2), x=np.array([[1, 1, 2, 2]]))
+
+
+def test_mask_zero_mask_flows_through_the_model():
+    x = np.array([[0, 0, 3, 1], [2, 0, 1, 1]])
+    model = Model([layers.Embedding(4, 2, mask_zero=True, inshape=(4,)), layers.Dense(3)]).assemble()
+    model.predict(x)
+    np.testing.assert_array_equal(model.output_mask, x != 0)
+    model = Model([layers.Embedding(4, 2, inshape=(4,)), layers.Dense(3)]).assemble()
+    model.predict(x)
+    assert model.output_mask is None

@@ -33,7 +33,9 @@ CASES.update(NORM_CASES)
 
 
 # ---- recurrent, masking and wrapper layers (issue 4) ----
-RECURRENT_CASES: dict = {}
+RECURRENT_CASES: dict = {
+    "Masking": [({"mask_value": 0.0}, (4, 3), False)],
+}
 CASES.update(RECURRENT_CASES)
 # ---- end of recurrent cases ----
 

@@ -30,6 +30,8 @@ class Dense(Layer):
         >>> Dense(10, inshape=784, activation='relu')
     """
 
+    supports_masking = True  # per-step: a (batch, T) mask applies unchanged to the output
+
     def __init__(self, units: int, activation=None, use_bias: bool = True,
                  kernel_initializer="glorot_uniform", bias_initializer="zeros",
                  kernel_regularizer=None, bias_regularizer=None, **kwargs):
@@ -108,6 +110,8 @@ class Dropout(Layer):
         seed: seed of the layer's own generator (default: drawn from the global one).
     Input/Output shape: any, unchanged.
     """
+
+    supports_masking = True
 
     def __init__(self, rate: float, seed=None, **kwargs):
         super().__init__(**kwargs)
@@ -212,6 +216,8 @@ class Reshape(Layer):
 @registry.register("Activation")
 class Activation(Layer):
     """Apply an activation function as its own layer: ``Activation('softmax')``."""
+
+    supports_masking = True
 
     def __init__(self, activation, **kwargs):
         super().__init__(**kwargs)
