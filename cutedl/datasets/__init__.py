@@ -21,4 +21,7 @@ __all__ = ["mnist", "fashion_mnist", "idx", "cache", "normalize", "one_hot", "Ch
 
 
 # ---- IMDB (issue 4) ----
+from cutedl.datasets import imdb  # noqa: E402
+
+__all__ += ["imdb"]
 # ---- end of IMDB ----
