@@ -33,8 +33,25 @@ CASES.update(NORM_CASES)
 
 
 # ---- recurrent, masking and wrapper layers (issue 4) ----
+# BPTT over T = 1, 2 and 7 steps, last output or every step, forwards and backwards, with
+# dropout; masks, stateful carry and initial/returned states are checked in test_recurrent.py.
+_RNN_VARIANTS = [({}, 1), ({}, 2), ({}, 7), ({"return_sequences": True}, 1), ({"return_sequences": True}, 7),
+                 ({"go_backwards": True}, 7), ({"go_backwards": True, "return_sequences": True}, 2)]
+
+
+def _rnn_cases(extra=None):
+    cases = [({"units": 3, **kw}, (steps, 2), False) for kw, steps in _RNN_VARIANTS]
+    cases.append(({"units": 2, "dropout": 0.3, "recurrent_dropout": 0.4, "seed": 5, "return_sequences": True},
+                  (4, 3), True))
+    return cases + (extra or [])
+
+
 RECURRENT_CASES: dict = {
     "Masking": [({"mask_value": 0.0}, (4, 3), False)],
+    "SimpleRNN": _rnn_cases([({"units": 2, "activation": "relu", "use_bias": False}, (3, 2), False)]),
+    "LSTM": _rnn_cases([({"units": 2, "recurrent_activation": "hard_sigmoid", "activation": "softsign",
+                          "unit_forget_bias": False}, (3, 2), False)]),
+    "GRU": _rnn_cases([({"units": 2, "use_bias": False, "recurrent_activation": "softsign"}, (3, 2), False)]),
 }
 CASES.update(RECURRENT_CASES)
 # ---- end of recurrent cases ----

@@ -18,8 +18,9 @@ __all__ = ["Layer", "Param", "registry", "Dense", "Dropout", "Flatten", "Reshape
 # ---- recurrent, masking and wrapper layers (issue 4) ----
 from cutedl.layers.base import forward_takes_mask  # noqa: E402
 from cutedl.layers.masking import Masking  # noqa: E402
+from cutedl.layers.recurrent import GRU, LSTM, RNN, SimpleRNN  # noqa: E402
 
-__all__ += ["Masking", "forward_takes_mask"]
+__all__ += ["Masking", "forward_takes_mask", "RNN", "SimpleRNN", "LSTM", "GRU"]
 # ---- end of recurrent layers ----
 
 

@@ -161,7 +161,9 @@ class Layer:
         from cutedl import initializers, regularizers
 
         init = initializers.get(initializer)
-        value = xp.asarray(init(tuple(shape), dtype=self.dtype), dtype=self.dtype)
+        # C order always: some initializers (Orthogonal of a wide matrix) return a transposed
+        # view, and in-place updates through reshape(-1) views must reach the parameter itself.
+        value = xp.ascontiguousarray(init(tuple(shape), dtype=self.dtype), dtype=self.dtype)
         reg = regularizers.get(regularizer) if regularizer is not None else None
         p = Param(f"{self.name}/{name}", value, trainable=trainable and self.trainable, regularizer=reg)
         self._params.append(p)

@@ -94,6 +94,17 @@ class Dense(Layer):
         return cfg
 
 
+def _check_rate(who: str, arg: str, value) -> float:
+    """A dropout fraction in [0, 1) as a float, or a teaching error."""
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{who}: {arg} must be a number in [0, 1), got {value!r}.") from None
+    if not 0.0 <= value < 1.0:
+        raise ValueError(f"{who}: {arg} is the fraction dropped and must be in [0, 1), got {value}.")
+    return value
+
+
 def _ser_reg(reg):
     return None if reg is None else regularizers.registry.serialize(reg)
 
@@ -115,13 +126,7 @@ class Dropout(Layer):
 
     def __init__(self, rate: float, seed=None, **kwargs):
         super().__init__(**kwargs)
-        try:
-            rate = float(rate)
-        except (TypeError, ValueError):
-            raise TypeError(f"Dropout: rate must be a number in [0, 1), got {rate!r}.") from None
-        if not 0.0 <= rate < 1.0:
-            raise ValueError(f"Dropout: rate is the fraction dropped and must be in [0, 1), got {rate}.")
-        self.rate = rate
+        self.rate = _check_rate("Dropout", "rate", rate)
         self.seed = seed
         self._rng = rng.make_rng(seed)
 
