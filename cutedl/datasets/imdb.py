@@ -13,8 +13,8 @@ cut by ``num_words`` / ``skip_top``. Same arguments, same shuffle, same arrays a
 ``keras.datasets.imdb.load_data``, except that each review is an int32 array instead of a list.
 
 Keras's file stores the reviews as NumPy *object* arrays, which ``np.load(allow_pickle=False)``
-refuses and ``allow_pickle=True`` would unpickle blindly (running any code a tampered file
-holds). This module reads the ``.npy`` members itself and decodes object arrays with a pickle
+refuses, and which np.load with pickles allowed would unpickle blindly (running any code a
+tampered file holds). This module reads the ``.npy`` members itself and decodes object arrays with a pickle
 reader that can only rebuild NumPy arrays of lists of integers; anything else in the stream
 (another class, a function call) is rejected with ``ValueError`` before it is created.
 
