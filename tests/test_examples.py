@@ -69,7 +69,16 @@ SMOKE.update(CIFAR_SMOKE)
 
 
 # ---- recurrent examples (issue 4) ----
-RECURRENT_SMOKE: dict = {}
+def _check_mnist_rnn(result):
+    assert [r["cell"] for r in result["rows"]] == ["lstm", "gru"]
+    for r in result["rows"]:
+        assert 0.0 <= r["test_accuracy"] <= 1.0 and math.isfinite(r["test_loss"]) and r["epochs"] == 1
+    assert [len(h) for h in result["histories"].values()] == [1, 1]
+
+
+RECURRENT_SMOKE: dict = {
+    "mnist_rnn": (["--epochs", "1", "--limit", "300", "--units", "16", "--verbose", "0"], _check_mnist_rnn),
+}
 SMOKE.update(RECURRENT_SMOKE)
 # ---- end of recurrent examples ----
 
