@@ -218,3 +218,8 @@ def test_a_plain_dataset_still_gives_its_head():
     hx, hy = Dataset(x, np.arange(5), batch_size=2).head(3)
     np.testing.assert_array_equal(hx, x[:3])
     np.testing.assert_array_equal(hy, [0, 1, 2])
+
+
+def test_plain_dataset_points_ragged_input_to_sequence_tools():
+    with pytest.raises(ValueError, match="Variable-length sequences need pad_sequences"):
+        Dataset([[1, 2], [3]], [0, 1])
