@@ -25,4 +25,7 @@ __all__ += ["Masking", "forward_takes_mask", "RNN", "SimpleRNN", "LSTM", "GRU"]
 
 
 # ---- embedding layer (issue 4) ----
+from cutedl.layers.embedding import Embedding  # noqa: E402
+
+__all__ += ["Embedding"]
 # ---- end of embedding layer ----
