@@ -12,6 +12,9 @@ __all__ = ["Layer", "Param", "registry", "Dense", "Dropout", "Flatten", "Reshape
 
 
 # ---- normalization layers (issue 3) ----
+from cutedl.layers.normalization import BatchNormalization, LayerNormalization  # noqa: E402
+
+__all__ += ["BatchNormalization", "LayerNormalization"]
 # ---- end of normalization layers ----
 
 
