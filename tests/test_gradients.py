@@ -57,7 +57,31 @@ CASES.update(CONV_CASES)
 
 
 # ---- normalization layers (issue 3) ----
-NORM_CASES: dict = {}
+from cutedl import initializers as _init  # noqa: E402
+
+# Non-trivial gamma/beta (and moving statistics for inference), so no term of the gradient hides
+# behind gamma = 1, beta = 0.
+_AFFINE = {"gamma_initializer": _init.RandomUniform(0.5, 1.5, seed=1),
+           "beta_initializer": _init.RandomNormal(0.0, 0.5, seed=2)}
+_MOVING = {"moving_mean_initializer": _init.RandomNormal(0.0, 0.5, seed=3),
+           "moving_variance_initializer": _init.RandomUniform(0.5, 2.0, seed=4)}
+NORM_CASES: dict = {
+    "BatchNormalization": [
+        (dict(_AFFINE), (3, 4, 5), True),                        # conv map (batch, C, H, W), batch stats
+        (dict(_AFFINE), (4,), True),                             # (batch, features)
+        (dict(_AFFINE, **_MOVING), (3, 4, 4), False),            # inference: moving stats
+        ({"axis": -1, "center": False, **_AFFINE}, (3, 4), True),  # last axis of (batch, T, F)
+        ({"scale": False, **_AFFINE}, (2, 3, 3), True),
+        ({"axis": 1, **_AFFINE}, (3, 6), True),                  # channels-first 1-D maps (batch, C, L)
+    ],
+    "LayerNormalization": [
+        (dict(_AFFINE), (5,), False),
+        (dict(_AFFINE), (3, 4), True),                           # per time step over the features
+        ({"axis": (-2, -1), **_AFFINE}, (2, 3, 4), False),
+        ({"axis": 1, "scale": False, **_AFFINE}, (4, 3), False),
+        ({"center": False, **_AFFINE}, (6,), False),
+    ],
+}
 CASES.update(NORM_CASES)
 # ---- end of normalization cases ----
 

@@ -24,6 +24,9 @@ __all__ += ["Conv2D", "Conv1D", "Conv2DTranspose", "ZeroPadding2D", "UpSampling2
 
 
 # ---- normalization layers (issue 3) ----
+from cutedl.layers.normalization import BatchNormalization, LayerNormalization  # noqa: E402
+
+__all__ += ["BatchNormalization", "LayerNormalization"]
 # ---- end of normalization layers ----
 
 
