@@ -75,12 +75,12 @@ class Model:
                 layer.name = unique_name(_snake(type(layer).__name__), taken)
                 taken.add(layer.name)
         for layer in self.layers:
-            if getattr(layer, "return_state", False):
+            if getattr(layer, "returns_list", False):
                 raise ValueError(
-                    f"Layer {layer.describe()} has return_state=True: its forward returns a list "
-                    f"[output, *states], but a sequential Model passes one array from layer to layer. "
-                    f"Use return_state=False and read layer.states after a forward, or call the layer "
-                    f"on its own (layer._build(inshape); layer.forward(x)).")
+                    f"Layer {layer.describe()} returns a list of arrays (return_state=True, or "
+                    f"Bidirectional with merge_mode=None), but a sequential Model passes one array from "
+                    f"layer to layer. Use return_state=False and read layer.states after a forward (or "
+                    f"a merge_mode), or call the layer on its own (layer._build(inshape); layer.forward(x)).")
         for i, layer in enumerate(self.layers):
             # Later layers must not keep an inshape from a previous assemble.
             if i > 0 and layer.built:

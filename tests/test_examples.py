@@ -65,7 +65,25 @@ SMOKE.update(CIFAR_SMOKE)
 
 
 # ---- recurrent examples (issue 4) ----
-RECURRENT_SMOKE: dict = {}
+def _check_mnist_rnn(result):
+    assert [r["cell"] for r in result["rows"]] == ["lstm", "gru"]
+    for r in result["rows"]:
+        assert 0.0 <= r["test_accuracy"] <= 1.0 and math.isfinite(r["test_loss"]) and r["epochs"] == 1
+    assert [len(h) for h in result["histories"].values()] == [1, 1]
+
+
+def _check_rnn_function_fit(result):
+    assert [(r["function"], r["cell"]) for r in result["rows"]] == [
+        ("sine", "lstm"), ("sine", "gru"), ("sum of sines", "lstm"), ("sum of sines", "gru")]
+    for r in result["rows"]:
+        assert math.isfinite(r["test_mse"]) and r["last_input_mse"] > 0 and r["epochs"] == 2
+
+
+RECURRENT_SMOKE: dict = {
+    "mnist_rnn": (["--epochs", "1", "--limit", "300", "--units", "16", "--verbose", "0"], _check_mnist_rnn),
+    "rnn_function_fit": (["--epochs", "2", "--points", "300", "--units", "8", "--steps", "10"],
+                         _check_rnn_function_fit),
+}
 SMOKE.update(RECURRENT_SMOKE)
 # ---- end of recurrent examples ----
 

@@ -106,6 +106,14 @@ RECURRENT_CASES: dict = {
     "LSTM": _rnn_cases([({"units": 2, "recurrent_activation": "hard_sigmoid", "activation": "softsign",
                           "unit_forget_bias": False}, (3, 2), False)]),
     "GRU": _rnn_cases([({"units": 2, "use_bias": False, "recurrent_activation": "softsign"}, (3, 2), False)]),
+    # every merge mode, last step and every step (masks: test_wrappers.py)
+    "Bidirectional": [({"layer": cls(2, return_sequences=seqs), "merge_mode": mode}, (steps, 2), False)
+                      for mode in ("concat", "sum", "mul", "ave")
+                      for cls, seqs, steps in ((layers.LSTM, False, 3), (layers.GRU, True, 4))]
+                     + [({"layer": layers.SimpleRNN(2, return_sequences=True, go_backwards=True)}, (3, 2), False)],
+    "TimeDistributed": [({"layer": layers.Dense(3, activation="tanh")}, (4, 2), False),
+                        ({"layer": layers.Flatten()}, (3, 2, 2), False),
+                        ({"layer": layers.Dropout(0.5, seed=1)}, (3, 2), False)],
 }
 CASES.update(RECURRENT_CASES)
 # ---- end of recurrent cases ----

@@ -177,7 +177,7 @@ def test_lstm_and_gru_match_pytorch():
 
 
 # ---------------------------------------------------------------------------- gradient checks
-def grad_check(layer, x, setup=None, **forward_kwargs):
+def grad_check(layer, x, setup=None, initial_grads=True, **forward_kwargs):
     """Central-difference check of dL/dx and every param, for L = sum(outputs * random cotangents).
 
     ``setup()`` runs before every forward (to restore a carried state). Returns the analytic
@@ -200,8 +200,9 @@ def grad_check(layer, x, setup=None, **forward_kwargs):
 
     fwd()
     dx = layer.backward(cot if listed else cot[0])
-    analytic = {"input": dx, **{p.name: p.grad.copy() for p in layer.params},
-                "initial_state": [g.copy() for g in layer.initial_state_grads]}
+    analytic = {"input": dx, **{p.name: p.grad.copy() for p in layer.params}}
+    if initial_grads:
+        analytic["initial_state"] = [g.copy() for g in layer.initial_state_grads]
     np.testing.assert_allclose(dx, testing.numerical_gradient(f, x), rtol=1e-5, atol=1e-7, err_msg="input")
     for p in layer.params:
         np.testing.assert_allclose(analytic[p.name], testing.numerical_gradient(f, p.value),
@@ -391,7 +392,7 @@ def test_errors():
         layers.LSTM(3, dropout=1.0)
     with pytest.raises(TypeError, match="recurrent_dropout must be a number"):
         layers.SimpleRNN(3, recurrent_dropout="a lot")
-    with pytest.raises(ValueError, match="return_state=True.*layer.states"):
+    with pytest.raises(ValueError, match="returns a list of arrays.*layer.states"):
         Model([layers.LSTM(3, return_state=True, inshape=(4, 2)), layers.Dense(1)]).assemble()
     layer = layers.LSTM(3)
     layer._build((4, 2))

@@ -34,8 +34,10 @@ __all__ += ["BatchNormalization", "LayerNormalization"]
 from cutedl.layers.base import forward_takes_mask  # noqa: E402
 from cutedl.layers.masking import Masking  # noqa: E402
 from cutedl.layers.recurrent import GRU, LSTM, RNN, SimpleRNN  # noqa: E402
+from cutedl.layers.wrappers import Bidirectional, TimeDistributed, Wrapper  # noqa: E402
 
-__all__ += ["Masking", "forward_takes_mask", "RNN", "SimpleRNN", "LSTM", "GRU"]
+__all__ += ["Masking", "forward_takes_mask", "RNN", "SimpleRNN", "LSTM", "GRU", "Wrapper", "Bidirectional",
+            "TimeDistributed"]
 # ---- end of recurrent layers ----
 
 

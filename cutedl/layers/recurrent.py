@@ -158,6 +158,11 @@ class RNN(Layer):
     def _build_extra(self):
         """Hook for cell-specific parameters and initial values."""
 
+    @property
+    def returns_list(self) -> bool:
+        """True when ``forward`` returns ``[output, *states]`` (a sequential Model rejects it)."""
+        return self.return_state
+
     # ------------------------------------------------------------------ states
     @property
     def states(self):
