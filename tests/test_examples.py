@@ -89,7 +89,20 @@ SMOKE.update(RECURRENT_SMOKE)
 
 
 # ---- text examples (issue 4) ----
-TEXT_SMOKE: dict = {}
+def _check_text_generation(result):
+    assert len(result["history"]) == 1
+    assert math.isclose(result["val_perplexity"], math.exp(result["val_loss"]))
+    # one epoch on 4,000 characters: a little better than guessing uniformly, far from perfect
+    assert 1.0 < result["val_perplexity"] < result["vocab_size"]
+    epoch, texts = result["samples"][-1]
+    assert epoch == 1 and sorted(texts) == [0.2, 0.5, 1.0]
+    assert all(len(s) == 20 for s in texts.values())
+
+
+TEXT_SMOKE: dict = {
+    "text_generation": (["--epochs", "1", "--limit", "4000", "--seq-len", "16", "--units", "16",
+                         "--sample-len", "20", "--verbose", "0"], _check_text_generation),
+}
 SMOKE.update(TEXT_SMOKE)
 # ---- end of text examples ----
 
