@@ -57,7 +57,17 @@ SMOKE = {
 }
 
 # ---- convolution examples (issue 3) ----
-CONV_SMOKE: dict = {}
+def _check_mnist_cnn(result):
+    assert set(result["runs"]) == {"plain", "batchnorm"}
+    for run in result["runs"].values():
+        assert 0.0 <= run["test_accuracy"] <= 1.0 and math.isfinite(run["test_loss"])
+        assert len(run["history"]) == 1
+    assert result["test_accuracy"] == result["runs"]["plain"]["test_accuracy"]
+
+
+CONV_SMOKE: dict = {
+    "mnist_cnn": (["--epochs", "1", "--limit", "200", "--batchnorm", "--verbose", "0"], _check_mnist_cnn),
+}
 SMOKE.update(CONV_SMOKE)
 # ---- end of convolution examples ----
 
