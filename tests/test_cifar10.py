@@ -212,3 +212,32 @@ def test_the_module_never_calls_pickle_load_directly():
     src = open(cifar10.__file__, encoding="utf-8").read()
     assert "pickle.load(" not in src and "pickle.loads(" not in src
     assert cifar10.CLASS_NAMES[6] == "frog" and len(cifar10.CLASS_NAMES) == 10
+
+
+# ---------------------------------------------------------------------------- the example
+def _example():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "cifar10_cnn.py"
+    spec = importlib.util.spec_from_file_location("cutedl_example_cifar10_cnn_t", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_example_without_data_says_where_to_put_it(tmp_path):
+    with pytest.raises(SystemExit, match=r"(?s)CIFAR-10 is not available .*cifar-10-python.tar.gz.*--data PATH"):
+        _example().main(["--data", str(tmp_path), "--verbose", "0"])
+
+
+def test_example_without_batch_norm_and_its_split(archive, tmp_path):
+    path, _ = archive
+    result = _example().main(["--epochs", "1", "--data", str(path), "--no-batch-norm", "--width", "2",
+                              "--verbose", "0", "--report", str(tmp_path / "r.png")])
+    assert not result["batch_norm"] and not result["augment"]
+    assert result["history"].params["samples"] == 16   # 20 training images, 4 held out for validation
+    assert (tmp_path / "r.png").is_file()
+    model = _example().build_model(batch_norm=False)
+    assert not any(type(l).__name__ == "BatchNormalization" for l in model.layers)
+    assert sum(type(l).__name__ == "BatchNormalization" for l in _example().build_model().layers) == 5

@@ -53,13 +53,49 @@ SMOKE = {
 }
 
 # ---- convolution examples (issue 3) ----
-CONV_SMOKE: dict = {}
+def _check_mnist_cnn(result):
+    assert set(result["runs"]) == {"plain", "batchnorm"}
+    for run in result["runs"].values():
+        assert 0.0 <= run["test_accuracy"] <= 1.0 and math.isfinite(run["test_loss"])
+        assert len(run["history"]) == 1
+    assert result["test_accuracy"] == result["runs"]["plain"]["test_accuracy"]
+
+
+CONV_SMOKE: dict = {
+    "mnist_cnn": (["--epochs", "1", "--limit", "200", "--batchnorm", "--verbose", "0"], _check_mnist_cnn),
+}
 SMOKE.update(CONV_SMOKE)
 # ---- end of convolution examples ----
 
 
 # ---- CIFAR-10 example (issue 3) ----
-CIFAR_SMOKE: dict = {}
+import os as _os  # noqa: E402
+import shutil as _shutil  # noqa: E402
+import tempfile as _tempfile  # noqa: E402
+
+from _cifar10_archive import make_data as _cifar_data, write_archive as _write_cifar  # noqa: E402
+
+# A tiny archive in the real format (200 training, 30 test images), written once for this module.
+_CIFAR_ARCHIVE = Path(_tempfile.gettempdir()) / f"cutedl-cifar10-smoke-{_os.getpid()}" / "cifar-10-python.tar.gz"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _cifar_archive():
+    _CIFAR_ARCHIVE.parent.mkdir(exist_ok=True)
+    _write_cifar(_CIFAR_ARCHIVE, _cifar_data(n_train_per_batch=40, n_test=30))
+    yield
+    _shutil.rmtree(_CIFAR_ARCHIVE.parent, ignore_errors=True)
+
+
+def _check_cifar10_cnn(result):
+    assert 0.0 <= result["test_accuracy"] <= 1.0 and math.isfinite(result["test_loss"])
+    assert len(result["history"]) == 1 and result["batch_norm"] and result["augment"]
+
+
+CIFAR_SMOKE: dict = {
+    "cifar10_cnn": (["--epochs", "1", "--data", str(_CIFAR_ARCHIVE), "--augment", "--width", "4",
+                     "--verbose", "0"], _check_cifar10_cnn),
+}
 SMOKE.update(CIFAR_SMOKE)
 # ---- end of CIFAR-10 example ----
 

@@ -313,3 +313,25 @@ def test_layernorm_errors_and_config():
     ln = LayerNormalization(axis=[1, 2], epsilon=1e-5, scale=False)
     clone = LayerNormalization.from_config(ln.get_config())
     assert (clone.axis, clone.epsilon, clone.scale) == ((1, 2), 1e-5, False)
+
+
+# ---------------------------------------------------------------------------- in training
+def test_conv_net_with_batchnorm_learns_badly_scaled_data_and_infers_with_moving_stats():
+    # class 1 images are brighter in channel 0; the whole input sits at a huge offset and scale,
+    # which BatchNormalization removes per channel
+    rs = np.random.default_rng(13)
+    n = 256
+    labels = rs.integers(0, 2, n)
+    x = rs.normal(size=(n, 2, 6, 6)).astype(np.float32)
+    x[:, 0] += 1.5 * labels[:, None, None]
+    x = 1000.0 + 300.0 * x
+    y = np.eye(2, dtype=np.float32)[labels]
+    model = Model([layers.Conv2D(4, 3, inshape=(2, 6, 6)), BatchNormalization(momentum=0.9),
+                   layers.Activation("relu"), layers.GlobalAveragePooling2D(),
+                   layers.Dense(2, activation="softmax")]).assemble()
+    sess = Session(model, "categorical_crossentropy", optimizers.Adam(0.05), metrics=["accuracy"])
+    sess.fit((x[:192], y[:192]), epochs=15, batch_size=32, verbose=0)
+    bn = model.layers[1]
+    assert np.all(np.abs(bn.moving_mean.value) > 10)   # it tracked the offset of the conv outputs
+    test = sess.evaluate((x[192:], y[192:]))   # inference mode: the moving statistics
+    assert test["accuracy"] >= 0.9, test
