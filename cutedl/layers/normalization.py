@@ -131,7 +131,8 @@ class BatchNormalization(_Normalization):
         axis: the channel/feature axis of ``(batch, ...)``: 1 (default) is the channel axis of
             channels-first conv maps ``(batch, C, H, W)`` / ``(batch, C, L)`` and the feature axis
             of ``(batch, features)``; -1 is the last axis.
-        momentum: weight of the old moving statistics, in [0, 1).
+        momentum: weight of the old moving statistics, in [0, 1) (the Keras meaning: PyTorch's
+            ``momentum=0.1`` is ``momentum=0.9`` here).
         epsilon: added to the variance, > 0.
         center: learn an offset ``beta`` (else 0).
         scale: learn a factor ``gamma`` (else 1).
