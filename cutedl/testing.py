@@ -6,6 +6,8 @@
 For a layer the scalar checked is ``L = sum(forward(x) * r)`` for a fixed random ``r``; its
 analytic gradients come from ``backward(r)`` and are compared with
 ``(L(v + eps) - L(v - eps)) / (2 eps)`` for every element of ``x`` and of every parameter.
+A non-trainable param that ``backward`` leaves without a gradient (layer state, such as
+BatchNormalization's moving statistics) is reported as None: not checked.
 """
 from __future__ import annotations
 
@@ -71,9 +73,7 @@ def check_gradients(target, x=None, inshape=None, y=None, batch_size: int = 3, t
         y: targets for a loss (required for losses).
         training: forward mode for layers (random layers replay the same draws each call).
     Returns:
-        ``{'input': max_abs_error, '<param name>': max_abs_error, ...}``; a non-trainable param
-        that ``backward`` leaves without a gradient (layer state such as moving statistics)
-        maps to None: it is not checked.
+        ``{'input': max_abs_error, '<param name>': max_abs_error, ...}``.
     Raises:
         GradientCheckError: on the first disagreeing gradient, naming it.
     """
