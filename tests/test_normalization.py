@@ -335,3 +335,22 @@ def test_conv_net_with_batchnorm_learns_badly_scaled_data_and_infers_with_moving
     assert np.all(np.abs(bn.moving_mean.value) > 10)   # it tracked the offset of the conv outputs
     test = sess.evaluate((x[192:], y[192:]))   # inference mode: the moving statistics
     assert test["accuracy"] >= 0.9, test
+
+
+@pytest.mark.parametrize("make, inshape", [(lambda: BatchNormalization(), (3, 4, 4)),
+                                           (lambda: BatchNormalization(scale=False, center=False), (5,)),
+                                           (lambda: LayerNormalization(), (4, 6)),
+                                           (lambda: LayerNormalization(axis=1, scale=False), (4, 6))])
+def test_outputs_and_input_gradients_are_never_reused_buffers(make, inshape):
+    # the layers reuse internal scratch arrays between steps; what they hand out must stay put
+    layer = built(make(), inshape)
+    rs = np.random.default_rng(14)
+    x1, x2 = (rs.normal(size=(3,) + inshape).astype(np.float32) for _ in range(2))
+    y1 = layer.forward(x1, training=True)
+    d1 = layer.backward(np.ones_like(y1) + x1)
+    y1c, d1c = y1.copy(), d1.copy()
+    y2 = layer.forward(x2, training=True)
+    d2 = layer.backward(np.ones_like(y2) - x2)
+    np.testing.assert_array_equal(y1, y1c)
+    np.testing.assert_array_equal(d1, d1c)
+    assert not np.shares_memory(y1, y2) and not np.shares_memory(d1, d2)

@@ -91,6 +91,19 @@ class _Normalization(Layer):
                 "beta_regularizer": _ser_reg(self.beta_regularizer),
                 "gamma_regularizer": _ser_reg(self.gamma_regularizer)}
 
+    def _buffer(self, name: str, shape, dtype):
+        """A scratch array kept on the layer and reused while the shape stays the same.
+
+        Only for arrays that never leave the layer (outputs and input gradients are always new):
+        fresh activation-sized temporaries are page-faulted in on every step, which costs more
+        than the arithmetic on them.
+        """
+        buf = self.__dict__.get(name)
+        if buf is None or buf.shape != shape or buf.dtype != dtype:
+            buf = xp.empty(shape, dtype=dtype)
+            setattr(self, name, buf)
+        return buf
+
     def _set_grad(self, param, value):
         """Assign ``param.grad`` from ``value`` (shape of the param), reusing the buffer."""
         if param is None:
@@ -118,7 +131,8 @@ class BatchNormalization(_Normalization):
         axis: the channel/feature axis of ``(batch, ...)``: 1 (default) is the channel axis of
             channels-first conv maps ``(batch, C, H, W)`` / ``(batch, C, L)`` and the feature axis
             of ``(batch, features)``; -1 is the last axis.
-        momentum: weight of the old moving statistics, in [0, 1).
+        momentum: weight of the old moving statistics, in [0, 1) (the Keras meaning: PyTorch's
+            ``momentum=0.1`` is ``momentum=0.9`` here).
         epsilon: added to the variance, > 0.
         center: learn an offset ``beta`` (else 0).
         scale: learn a factor ``gamma`` (else 1).
@@ -167,7 +181,7 @@ class BatchNormalization(_Normalization):
             count = x.size // self.moving_mean.size   # values per channel
             inv_count = self.dtype.type(1.0 / count)
             mean = self._channel_sum(x) * inv_count   # (C,)
-            xc = x - mean.reshape(self._bshape)
+            xc = xp.subtract(x, mean.reshape(self._bshape), out=self._buffer("_xhat_buf", x.shape, x.dtype))
             var = self._channel_dot(xc, xc) * inv_count   # biased variance, (C,)
             inv = (one / xp.sqrt(var + eps)).reshape(self._bshape)
             xhat = xc
@@ -278,42 +292,66 @@ class LayerNormalization(_Normalization):
             raise ValueError(f"Layer {self.describe()}: axis={self.axis} names the same axis twice for input "
                              f"{_fmt_shape(inshape)}.")
         ndim = len(inshape) + 1
-        self._axes = tuple(axes)   # statistics over these axes, per sample
-        self._others = tuple(i for i in range(ndim) if i not in axes)   # gamma/beta gradients sum over these
-        self._bshape = tuple(inshape[i - 1] if i in axes else 1 for i in range(ndim))
-        self._add_affine(tuple(inshape[i - 1] for i in axes))
+        others = [i for i in range(ndim) if i not in axes]
+        # Work on a (rows, features) view: the normalized axes last, flattened. When they already
+        # are the trailing axes (the usual case) that is a free reshape; otherwise a transpose copy.
+        self._perm = tuple(others + axes)
+        self._inverse = tuple(self._perm.index(i) for i in range(ndim))
+        self._trailing = self._perm == tuple(range(ndim))
+        shape = tuple(inshape[i - 1] for i in axes)
+        self._features = math.prod(shape)
+        self._add_affine(shape)
         self.outshape = tuple(inshape)
+
+    def _rows(self, a):
+        """``a`` as ``(rows, features)``: every normalized value of one row shares its statistics."""
+        if not self._trailing:
+            a = a.transpose(self._perm)
+        return a.reshape(-1, self._features)
+
+    def _unrows(self, a2, shape):
+        """Inverse of :meth:`_rows` for an input of ``shape``."""
+        if self._trailing:
+            return a2.reshape(shape)
+        return a2.reshape(tuple(shape[i] for i in self._perm)).transpose(self._inverse)
 
     def forward(self, x, training=False):
         self.check_input(x)
         if x.dtype != self.dtype:
             x = x.astype(self.dtype)
-        mean = xp.mean(x, axis=self._axes, keepdims=True)   # (batch, ..., 1) per sample
-        xhat = x - mean
-        var = xp.mean(xp.square(xhat), axis=self._axes, keepdims=True)
-        inv = self.dtype.type(1.0) / xp.sqrt(var + self.dtype.type(self.epsilon))
+        self._shape = x.shape
+        x2 = self._rows(x)   # (rows, F)
+        xhat = xp.subtract(x2, x2.mean(axis=1, keepdims=True), out=self._buffer("_xhat_buf", x2.shape, x2.dtype))
+        # biased variance per row without a squared temporary: (rows, F) . (rows, F) -> (rows,)
+        var = xp.einsum("ij,ij->i", xhat, xhat).reshape(-1, 1) * self.dtype.type(1.0 / self._features)
+        inv = self.dtype.type(1.0) / xp.sqrt(var + self.dtype.type(self.epsilon))   # (rows, 1)
         xhat *= inv
         self._xhat, self._inv = xhat, inv
-        y = xhat * self.gamma.value.reshape(self._bshape) if self.gamma is not None else xhat.copy()
+        y = xhat * self.gamma.value.reshape(-1) if self.gamma is not None else xhat.copy()
         if self.beta is not None:
-            y += self.beta.value.reshape(self._bshape)
-        return y
+            y += self.beta.value.reshape(-1)
+        return self._unrows(y, x.shape)
 
     def backward(self, grad):
         xhat = self._xhat
+        g2 = self._rows(grad)   # (rows, F)
         if self.beta is not None:
-            self._set_grad(self.beta, xp.sum(grad, axis=self._others))
+            self._set_grad(self.beta, g2.sum(axis=0))
         if self.gamma is not None:
-            self._set_grad(self.gamma, xp.sum(grad * xhat, axis=self._others))
+            self._set_grad(self.gamma, xp.einsum("ij,ij->j", g2, xhat))
         if self.skip_input_grad:
             return None
-        # dx = inv * (gh - mean(gh) - xhat * mean(gh * xhat)), means per sample, gh = g * gamma
-        gh = grad * self.gamma.value.reshape(self._bshape) if self.gamma is not None else grad
-        dx = xhat * xp.mean(gh * xhat, axis=self._axes, keepdims=True)
-        dx += xp.mean(gh, axis=self._axes, keepdims=True)
+        # dx = inv * (gh - mean(gh) - xhat * mean(gh * xhat)), means per row, gh = g * gamma
+        if self.gamma is not None:
+            gh = xp.multiply(g2, self.gamma.value.reshape(-1), out=self._buffer("_gh_buf", g2.shape, self.dtype))
+        else:
+            gh = g2
+        n = self.dtype.type(1.0 / self._features)
+        dx = xhat * (xp.einsum("ij,ij->i", gh, xhat).reshape(-1, 1) * n)
+        dx += gh.mean(axis=1, keepdims=True)
         xp.subtract(gh, dx, out=dx)
         dx *= self._inv
-        return dx
+        return self._unrows(dx, self._shape)
 
     def get_config(self):
         cfg = super().get_config()
