@@ -35,6 +35,7 @@ import numpy as np
 from cutedl import rng as rng_mod
 from cutedl._io import atomic_write
 from cutedl.history import History
+from cutedl.listeners import Listener
 
 FORMAT = "cutedl-training-state"
 FORMAT_VERSION = 1
@@ -101,7 +102,7 @@ def save_state(path, state: dict) -> None:
     atomic_write(path, write)
 
 
-def load_state(path, who: str = "checkpoint") -> dict:
+def load_state(path, who: str = "checkpoint", kind: str = "checkpoint") -> dict:
     """Read a file written by :func:`save_state`; never unpickles, rejects anything else clearly."""
     path = os.fspath(path)
     if not os.path.exists(path):
@@ -112,12 +113,12 @@ def load_state(path, who: str = "checkpoint") -> dict:
                 raise ValueError("not an .npz archive")
             files = {k: data[k] for k in data.files}
     except (zipfile.BadZipFile, OSError, EOFError) as err:
-        raise ValueError(f"{who}: {path!r} is not a cutedl checkpoint (corrupt or truncated: {err}).") from None
+        raise ValueError(f"{who}: {path!r} is not a cutedl {kind} (corrupt or truncated: {err}).") from None
     except ValueError as err:
         raise ValueError(f"{who}: {path!r} holds data that cannot be loaded safely ({err}).") from None
     raw = files.pop("__state__", None)
     if raw is None or raw.dtype != np.uint8 or raw.ndim != 1:
-        raise ValueError(f"{who}: {path!r} is not a cutedl checkpoint (no __state__ entry).")
+        raise ValueError(f"{who}: {path!r} is not a cutedl {kind} (no __state__ entry).")
     try:
         doc = json.loads(raw.tobytes().decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
@@ -220,6 +221,34 @@ def capture(session, train, val, epoch_data_state: dict) -> dict:
     }
 
 
+def _match_listeners(current, saved, who) -> list:
+    """``[(listener, saved state)]``: the n-th listener of a class gets the n-th saved state of it.
+
+    Listeners without state (progress bars, reports) may come and go between the runs; a
+    listener with state must find its saved state, and a saved state its listener.
+    """
+    by_class: dict = {}
+    for entry in saved:
+        by_class.setdefault(entry["class"], []).append(entry["state"])
+    pairs, seen = [], {}
+    for lst in current:
+        name = type(lst).__name__
+        i = seen.get(name, 0)
+        seen[name] = i + 1
+        states = by_class.get(name, [])
+        if i < len(states):
+            pairs.append((lst, states[i]))
+        elif type(lst).get_state is not Listener.get_state:
+            raise ValueError(f"{who}: this fit has listener {lst!r} but the checkpoint holds no state for it "
+                             f"(saved listeners: {[e['class'] for e in saved]}); resume with the same listeners.")
+    for name, states in by_class.items():
+        extra = [st for st in states[seen.get(name, 0):] if st]
+        if extra:
+            raise ValueError(f"{who}: the checkpoint holds the state of a {name} listener that this fit lacks; "
+                             f"resume with the same listeners (saved: {[e['class'] for e in saved]}).")
+    return pairs
+
+
 def check_format(state: dict, path) -> None:
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise ValueError(f"{str(path)!r} is not a cutedl training checkpoint.")
@@ -246,10 +275,7 @@ def restore(session, state: dict, train, val, path) -> dict:
         if o["class"] != type(opt).__name__:
             raise ValueError(f"{who}: the checkpoint's optimizer is {o['class']}, this session uses "
                              f"{type(opt).__name__}.")
-        saved = state["listeners"]
-        if [s["class"] for s in saved] != [type(lst).__name__ for lst in session.listeners]:
-            raise ValueError(f"{who}: the checkpoint's listeners were {[s['class'] for s in saved]}, this fit has "
-                             f"{[type(lst).__name__ for lst in session.listeners]}; pass the same listeners.")
+        pairs = _match_listeners(session.listeners, state["listeners"], who)
         rng = state["rng"]
         if int(state["position"].get("samples", train.num_samples)) != train.num_samples:
             raise ValueError(f"{who}: the checkpoint was trained on {state['position']['samples']} samples, "
@@ -262,8 +288,8 @@ def restore(session, state: dict, train, val, path) -> dict:
             opt.lr = lr["schedule"]
         # a plain-function lr cannot be saved: the session's own function is kept
         opt.set_state({"iterations": o["iterations"], "state": o["state"]})
-        for lst, s in zip(session.listeners, saved):
-            lst.set_state(s["state"])
+        for lst, st in pairs:
+            lst.set_state(st)
         session.history.__dict__.update(History.from_dict(state["history"]).__dict__)
         acc = state["accumulator"]
         session._acc.sums = {k: float(v) for k, v in acc["sums"].items()}
@@ -316,7 +342,7 @@ def save_weights(model, path) -> None:
 
 def load_weights(model, path) -> None:
     """Load values saved by :func:`save_weights` into ``model``: same param names and shapes."""
-    state = load_state(path, "load_weights")
+    state = load_state(path, "load_weights", "weights file")
     if not isinstance(state, dict) or state.get("format") != WEIGHTS_FORMAT or not isinstance(state.get("params"), dict):
         raise ValueError(f"load_weights: {str(path)!r} is not a cutedl weights file.")
     saved = state["params"]
