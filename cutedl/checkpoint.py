@@ -108,9 +108,10 @@ def load_state(path, who: str = "checkpoint", kind: str = "checkpoint") -> dict:
     if not os.path.exists(path):
         raise FileNotFoundError(f"{who}: no file at {path!r}.")
     try:
-        with np.load(path, allow_pickle=False) as data:
-            if not hasattr(data, "files"):
-                raise ValueError("not an .npz archive")
+        data = np.load(path, allow_pickle=False)
+        if not isinstance(data, np.lib.npyio.NpzFile):
+            raise ValueError("a single array, not an .npz archive")
+        with data:
             files = {k: data[k] for k in data.files}
     except (zipfile.BadZipFile, OSError, EOFError) as err:
         raise ValueError(f"{who}: {path!r} is not a cutedl {kind} (corrupt or truncated: {err}).") from None
@@ -121,7 +122,7 @@ def load_state(path, who: str = "checkpoint", kind: str = "checkpoint") -> dict:
         raise ValueError(f"{who}: {path!r} is not a cutedl {kind} (no __state__ entry).")
     try:
         doc = json.loads(raw.tobytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
         raise ValueError(f"{who}: {path!r} has a corrupt state document ({err}).") from None
     for name, a in files.items():
         if a.dtype.kind not in "biuf":

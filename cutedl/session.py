@@ -117,7 +117,9 @@ class Session:
             return data
         if isinstance(data, (tuple, list)) and len(data) == 2:
             x, y = data
-            return Dataset(x, y, batch_size=batch_size or 32, shuffle=shuffle)
+            if batch_size is not None:
+                _check_int("batch_size", batch_size, 1)
+            return Dataset(x, y, batch_size=32 if batch_size is None else batch_size, shuffle=shuffle)
         raise TypeError(f"Session: {what} must be a cutedl Dataset or an (x, y) tuple, got {type(data).__name__}.")
 
     # ------------------------------------------------------------------ one step
