@@ -28,6 +28,7 @@ import io
 import json
 import os
 import random
+import time
 import zipfile
 
 import numpy as np
@@ -134,8 +135,9 @@ def load_state(path, who: str = "checkpoint", kind: str = "checkpoint") -> dict:
 def _generators(obj, prefix: str = "", depth: int = 0) -> dict:
     """``{path: Generator}`` for the generators an object (a layer, a dataset) holds.
 
-    Looks at the object's attributes, and one level into attributes that are lists of objects
-    or objects with their own attributes (wrapped layers), so ``Bidirectional(LSTM(...))`` works.
+    Looks at the object's attributes, and up to two levels into attributes that are objects of
+    cutedl classes or lists of objects, so ``Bidirectional(LSTM(...))`` or a dataset holding an
+    augmenter with its own generator are covered.
     """
     found = {}
     attrs = getattr(obj, "__dict__", None)
@@ -155,9 +157,8 @@ def _generators(obj, prefix: str = "", depth: int = 0) -> dict:
 
 
 def _is_component(value) -> bool:
-    from cutedl.layers.base import Layer
-
-    return isinstance(value, Layer)
+    """Objects of cutedl's own classes (wrapped layers, augmenters, inner datasets) are searched too."""
+    return type(value).__module__.startswith("cutedl.") and hasattr(value, "__dict__")
 
 
 def generator_states(obj) -> dict:
@@ -216,7 +217,8 @@ def capture(session, train, val, epoch_data_state: dict) -> dict:
         "position": dict(session._position),
         "accumulator": {"sums": dict(session._acc.sums), "count": session._acc.count},
         "session": {"step": session.step, "warned_nan": session._warned_nan,
-                    "check_origin": session._check_origin},
+                    "check_origin": session._check_origin,
+                    "elapsed": session._t_offset + time.perf_counter() - session._t0},
         "rng": {"global": _global_states(), "layers": layers, "train_epoch_start": epoch_data_state,
                 "train_now": generator_states(train), "val": {} if val is None else generator_states(val)},
     }
@@ -299,6 +301,9 @@ def restore(session, state: dict, train, val, path) -> dict:
         session.step = int(s["step"])
         session._warned_nan = bool(s["warned_nan"])
         session._check_origin = int(s["check_origin"])
+        # wall-clock time goes on from the checkpoint's (the time column is the only thing a resume changes)
+        session._t0 = time.perf_counter()
+        session._t_offset = float(s["elapsed"])
         layers = {layer.name: layer for layer in model.layers}
         for name, st in rng["layers"].items():
             set_generator_states(layers[name], st, f"layer {name!r}")
@@ -344,7 +349,8 @@ def save_weights(model, path) -> None:
 def load_weights(model, path) -> None:
     """Load values saved by :func:`save_weights` into ``model``: same param names and shapes."""
     state = load_state(path, "load_weights", "weights file")
-    if not isinstance(state, dict) or state.get("format") != WEIGHTS_FORMAT or not isinstance(state.get("params"), dict):
+    if (not isinstance(state, dict) or state.get("format") != WEIGHTS_FORMAT
+            or not isinstance(state.get("params"), dict)):
         raise ValueError(f"load_weights: {str(path)!r} is not a cutedl weights file.")
     saved = state["params"]
     names = [p.name for p in model.params]

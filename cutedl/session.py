@@ -267,9 +267,10 @@ class Session:
                            "val_epochs": int(val_epochs), "val_steps": int(val_steps),
                            "val_batches": int(val_batches)}
         history.params = dict(self.fit_params)
-        t0 = time.perf_counter()
-        t_offset = float(history.history["time"][-1]) if continuing and history.history.get("time") else 0.0
-        self._t0 = t0
+        # seconds already trained: a continued History's last time, or a resumed checkpoint's
+        self._t_offset = float(max(history.wall_time, history.history["time"][-1])) if continuing and len(
+            history) and "time" in history.history else 0.0
+        self._t0 = time.perf_counter()
         self._acc = _Accumulator()
         self._check_origin = int(initial_epoch)  # val_epochs counts from here
         self._position = {"epoch": int(initial_epoch), "batches_done": len(train), "epoch_done": True,
@@ -289,7 +290,7 @@ class Session:
                 for k, v in self.evaluate(val, max_batches=val_batches).items():
                     row[f"val_{k}"] = v
             row["lr"] = float(self.optimizer.current_lr)
-            row["time"] = t_offset + time.perf_counter() - t0
+            row["time"] = self._t_offset + time.perf_counter() - self._t0
             history.append(row)
             self._emit("val_end", self.step, row)
             self._in_check = False
@@ -317,7 +318,7 @@ class Session:
         history.stopped_step, history.stopped_epoch = self.step, self.epoch
         if history.best is None:
             history.best = _best_of(history, "val_loss" if val is not None else "loss")
-        history.wall_time = (history.wall_time if continuing else 0.0) + time.perf_counter() - t0
+        history.wall_time = self._t_offset + time.perf_counter() - self._t0
         self._emit("fit_end", None, history.last())
         return history
 

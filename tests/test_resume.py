@@ -121,6 +121,7 @@ def test_kill_and_resume_is_bit_for_bit(tmp_path, case):
     assert backup.restored is not None and backup.restored == saved["position"]
     _same_history(h_straight, h)
     _same_weights(straight, resumed)
+    assert h["time"] == sorted(h["time"])  # wall-clock time goes on from the checkpoint
     assert _csv_without_time(tmp_path / "a" / "log.csv") == _csv_without_time(tmp_path / "b" / "log.csv")
     assert not ckpt.exists()
 
