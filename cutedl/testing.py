@@ -6,6 +6,8 @@
 For a layer the scalar checked is ``L = sum(forward(x) * r)`` for a fixed random ``r``; its
 analytic gradients come from ``backward(r)`` and are compared with
 ``(L(v + eps) - L(v - eps)) / (2 eps)`` for every element of ``x`` and of every parameter.
+A non-trainable param that ``backward`` leaves without a gradient (layer state, such as
+BatchNormalization's moving statistics) is reported as None: not checked.
 """
 from __future__ import annotations
 
@@ -73,7 +75,9 @@ def check_gradients(target, x=None, inshape=None, y=None, batch_size: int = 3, t
         y: targets for a loss (required for losses).
         training: forward mode for layers (random layers replay the same draws each call).
     Returns:
-        ``{'input': max_abs_error, '<param name>': max_abs_error, ...}`` (no ``'input'`` for integer x).
+        ``{'input': max_abs_error, '<param name>': max_abs_error, ...}`` (no ``'input'`` for integer
+        x); a non-trainable param that ``backward`` leaves without a gradient (layer state such as
+        moving statistics) maps to None: it is not checked.
     Raises:
         GradientCheckError: on the first disagreeing gradient, naming it.
     """
@@ -139,6 +143,11 @@ def check_gradients(target, x=None, inshape=None, y=None, batch_size: int = 3, t
     if x.dtype.kind == "f":
         report["input"] = _compare(f"layer {layer.describe()} input", dx, numerical_gradient(f, x, eps), rtol, atol)
     for p in layer.params:
+        if grads[p.name] is None and not p.trainable:
+            # State, not a parameter the loss trains (e.g. BatchNormalization's moving statistics):
+            # backward leaves its grad None by design, and the report says it was not checked.
+            report[p.name] = None
+            continue
         if grads[p.name] is None:
             raise GradientCheckError(f"layer {layer.describe()}: backward did not set {p.name}.grad.")
         report[p.name] = _compare(p.name, grads[p.name], numerical_gradient(f, p.value, eps), rtol, atol)
