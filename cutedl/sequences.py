@@ -177,6 +177,7 @@ class SequenceDataset(Dataset):
         self.drop_remainder = bool(drop_remainder)
         self.maxlen, self.padding, self.truncating, self.value, self.dtype = maxlen, padding, truncating, value, dtype
         self.bucket_batches = int(bucket_batches)
+        self.transform = None
         self.seed = seed
         self._rng = rng.make_rng(seed)
 
@@ -193,7 +194,7 @@ class SequenceDataset(Dataset):
         n = self.num_samples / self.batch_size
         return int(n) if self.drop_remainder else math.ceil(n)
 
-    def batches(self) -> list:
+    def batch_indices(self) -> list:
         """The sample indices of every batch of the next epoch (advances the shuffling generator)."""
         bs, n = self.batch_size, self.num_samples
         if self.shuffle:
@@ -223,8 +224,10 @@ class SequenceDataset(Dataset):
                  self.truncating, self.value, self.dtype)
         return x, (None if self.y is None else self.y[index])
 
-    def __iter__(self):
-        for index in self.batches():
+    def batches(self, transform: bool = True):
+        """The padded ``(x, y)`` batches of one epoch (``transform`` is accepted for the
+        :class:`~cutedl.data.Dataset` interface; a SequenceDataset has no transform)."""
+        for index in self.batch_indices():
             yield self.batch(index)
 
     def head(self, n: int = 2) -> tuple:

@@ -223,3 +223,15 @@ def test_a_plain_dataset_still_gives_its_head():
 def test_plain_dataset_points_ragged_input_to_sequence_tools():
     with pytest.raises(ValueError, match="Variable-length sequences need pad_sequences"):
         Dataset([[1, 2], [3]], [0, 1])
+
+
+def test_batches_follow_the_dataset_interface():
+    seqs = ragged(20)
+    a = SequenceDataset(seqs, np.arange(20), batch_size=6, seed=4)
+    b = SequenceDataset(seqs, np.arange(20), batch_size=6, seed=4)
+    got = list(a.batches(transform=False))
+    want = [b.batch(i) for i in b.batch_indices()]
+    assert len(got) == len(want) == len(a) == 4
+    for (gx, gy), (wx, wy) in zip(got, want):
+        np.testing.assert_array_equal(gx, wx)
+        np.testing.assert_array_equal(gy, wy)
