@@ -260,3 +260,15 @@ def test_a_killed_fit_on_a_sequence_dataset_resumes_exactly(tmp_path):
     resumed = _resumable_fit(tmp_path / "b", 99, crash=False)  # another seed: all state comes from the backup
     for p, q in zip(straight.params, resumed.params):
         np.testing.assert_array_equal(p.value, q.value)
+
+
+def test_dtype_follows_the_sequences_unless_given():
+    ints = SequenceDataset([[1, 2], [3]], batch_size=2, shuffle=False)
+    assert next(iter(ints))[0].dtype == np.int32
+    feats = [np.full((n, 3), 0.5) for n in (2, 4)]
+    x, _ = next(iter(SequenceDataset(feats, batch_size=2, shuffle=False)))
+    assert x.dtype == np.float32 and x.shape == (2, 4, 3)
+    np.testing.assert_array_equal(x, pad_sequences(feats, dtype="float32"))
+    assert next(iter(SequenceDataset([[1, 2], [3]], dtype="float64")))[0].dtype == np.float64
+    with pytest.raises(ValueError, match="non-integer values but dtype is int32, which would truncate"):
+        SequenceDataset(feats, dtype="int32")
