@@ -40,7 +40,8 @@ _name_counts: collections.Counter = collections.Counter()
 
 
 def _snake(name: str) -> str:
-    s = re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", name)
+    """'BatchNormalization' -> 'batch_normalization'; a digit binds to its word: 'Conv2D' -> 'conv2d'."""
+    s = re.sub(r"(?<=[a-z])([A-Z])", r"_\1", name)
     s = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", s)
     return s.lower()
 
