@@ -103,7 +103,7 @@ def test_masking_errors():
 
 def test_model_casts_integer_input_unless_the_first_layer_reads_indices():
     class Indices(MaskRecorder):
-        integer_input = True
+        integer_input = 10  # indices in [0, 10)
 
         def forward(self, x, training=False, mask=None):
             self.dtype_seen = x.dtype
