@@ -49,13 +49,19 @@ def run_cutedl(cell: str, rounds: int) -> list:
     model = Model([rnn(UNITS, inshape=(28, 28)), layers.Dense(10, activation="softmax")]).assemble()
     sess = Session(model, "categorical_crossentropy", optimizers.Adam(1e-3))
     batches = _batches(len(x), rounds + 1)
-    times = []
+    return _timed(rounds, lambda r: [sess.train_on_batch(x[idx], y1[idx])
+                                     for idx in batches[r * STEPS:(r + 1) * STEPS]])
+
+
+def _timed(rounds, run_round):
+    """Wall and process-CPU seconds of each round after the first (warm-up)."""
+    wall, cpu = [], []
     for r in range(rounds + 1):
-        t0 = time.perf_counter()
-        for idx in batches[r * STEPS:(r + 1) * STEPS]:
-            sess.train_on_batch(x[idx], y1[idx])
-        times.append(time.perf_counter() - t0)
-    return times[1:]
+        t0, c0 = time.perf_counter(), time.process_time()
+        run_round(r)
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    return wall[1:], cpu[1:]
 
 
 def run_torch(cell: str, rounds: int, threads: int) -> list:
@@ -80,22 +86,21 @@ def run_torch(cell: str, rounds: int, threads: int) -> list:
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     lossf = torch.nn.CrossEntropyLoss()
     batches = [torch.from_numpy(b) for b in _batches(len(x), rounds + 1)]
-    times = []
-    for r in range(rounds + 1):
-        t0 = time.perf_counter()
+
+    def run_round(r):
         for idx in batches[r * STEPS:(r + 1) * STEPS]:
             opt.zero_grad(set_to_none=True)
             loss = lossf(model(x[idx]), y[idx])
             loss.backward()
             opt.step()
-        times.append(time.perf_counter() - t0)
-    return times[1:]
+
+    return _timed(rounds, run_round)
 
 
 def child(framework: str, cell: str, rounds: int, threads: int) -> None:
-    times = run_cutedl(cell, rounds) if framework == "cutedl" else run_torch(cell, rounds, threads)
+    wall, cpu = run_cutedl(cell, rounds) if framework == "cutedl" else run_torch(cell, rounds, threads)
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"framework": framework, "cell": cell, "times": times, "peak_rss_mb": rss_mb}))
+    print(json.dumps({"framework": framework, "cell": cell, "times": wall, "cpu_times": cpu, "peak_rss_mb": rss_mb}))
 
 
 def measure(framework: str, cell: str, rounds: int, threads: int) -> dict | None:
@@ -131,13 +136,16 @@ def main(argv=None) -> dict:
             r = measure(fw, cell, args.rounds, args.threads)
             if r:
                 r["median_s"] = statistics.median(r["times"])
+                r["median_cpu_s"] = statistics.median(r["cpu_times"])
                 results[(fw, cell)] = r
                 print(f"{fw:7s} {cell.upper():4s} {r['median_s']:.3f} s/100 steps "
-                      f"(rounds: {', '.join(f'{t:.3f}' for t in r['times'])})  "
+                      f"(rounds: {', '.join(f'{t:.3f}' for t in r['times'])}; CPU {r['median_cpu_s']:.3f} s)  "
                       f"peak RSS {r['peak_rss_mb']:.0f} MB  threads {args.threads}")
         if ("cutedl", cell) in results and ("torch", cell) in results:
             c, t = results[("cutedl", cell)], results[("torch", cell)]
-            print(f"{cell.upper()} ratio cutedl/torch: {c['median_s'] / t['median_s']:.2f}x time, "
+            # on a busy machine the CPU-time ratio (meaningful with --threads 1) is the steadier one
+            print(f"{cell.upper()} ratio cutedl/torch: {c['median_s'] / t['median_s']:.2f}x time "
+                  f"({c['median_cpu_s'] / t['median_cpu_s']:.2f}x CPU time), "
                   f"{c['peak_rss_mb'] / t['peak_rss_mb']:.2f}x RSS")
     return results
 

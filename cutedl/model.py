@@ -145,7 +145,9 @@ class Model:
         gives the mask of its output, passed as ``mask=`` to the next layer whose ``forward``
         takes one. The last layer's output mask is kept in ``self.output_mask``.
         """
-        if x.dtype != self.dtype and x.dtype.kind == "f":
+        # Integer indices stay integers for a first layer that reads them (Embedding has
+        # an ``integer_input`` bound); anything else is cast to the model's float dtype.
+        if x.dtype != self.dtype and (x.dtype.kind == "f" or getattr(self.layers[0], "integer_input", None) is None):
             x = x.astype(self.dtype)
         last = self.layers[-1]
         last.output_logits = logits

@@ -110,10 +110,11 @@ RECURRENT_CASES: dict = {
     "Bidirectional": [({"layer": cls(2, return_sequences=seqs), "merge_mode": mode}, (steps, 2), False)
                       for mode in ("concat", "sum", "mul", "ave")
                       for cls, seqs, steps in ((layers.LSTM, False, 3), (layers.GRU, True, 4))]
-                     + [({"layer": layers.SimpleRNN(2, return_sequences=True, go_backwards=True)}, (3, 2), False)],
+                     + [({"layer": layers.SimpleRNN(2, return_sequences=True, go_backwards=True)}, (3, 2), False),
+                        ({"layer": layers.GRU(2, dropout=0.3, recurrent_dropout=0.3, seed=2)}, (3, 2), True)],
     "TimeDistributed": [({"layer": layers.Dense(3, activation="tanh")}, (4, 2), False),
                         ({"layer": layers.Flatten()}, (3, 2, 2), False),
-                        ({"layer": layers.Dropout(0.5, seed=1)}, (3, 2), False)],
+                        ({"layer": layers.Dropout(0.5, seed=1)}, (3, 2), True)],
 }
 CASES.update(RECURRENT_CASES)
 # ---- end of recurrent cases ----

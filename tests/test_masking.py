@@ -99,3 +99,19 @@ def test_masking_errors():
         layers.Masking("pad")
     with pytest.raises(ValueError, match="NaN"):
         layers.Masking(float("nan"))
+
+
+def test_model_casts_integer_input_unless_the_first_layer_reads_indices():
+    class Indices(MaskRecorder):
+        integer_input = 10  # indices in [0, 10)
+
+        def forward(self, x, training=False, mask=None):
+            self.dtype_seen = x.dtype
+            return x.astype(np.float32)
+
+    first = Indices(inshape=(3,))
+    Model([first, layers.Dense(2)]).assemble().predict(np.array([[1, 2, 3]]))
+    assert first.dtype_seen.kind == "i"
+    rec = MaskRecorder(inshape=(3,))
+    out = Model([rec, layers.Activation("relu")]).assemble().predict(np.array([[1, 2, 3]]))
+    assert out.dtype == np.float32

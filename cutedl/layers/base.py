@@ -112,9 +112,15 @@ class Layer:
 
     Class attribute ``supports_masking``: True when the input mask (see the module docstring)
     applies unchanged to the output, so :meth:`compute_mask` passes it on.
+
+    Attribute ``integer_input``: None for layers that read floats; a layer that reads integer
+    indices (Embedding) gives the exclusive upper bound of its indices instead. A Model whose
+    first layer has one passes integer batches through uncast (else it casts every input to its
+    float dtype), and ``testing.check_gradients`` draws indices in ``[0, integer_input)``.
     """
 
     supports_masking = False
+    integer_input = None
 
     def __init__(self, inshape=None, name: str | None = None, trainable: bool = True, dtype=None):
         if name is not None and (not isinstance(name, str) or not name or "/" in name):

@@ -23,6 +23,7 @@ class Wrapper(Layer):
             kwargs["inshape"] = layer.inshape  # Bidirectional(LSTM(8, inshape=(T, F))) works as in Keras
         super().__init__(**kwargs)
         self.layer = layer
+        self._rng = None
 
     def _clone(self, **changes) -> Layer:
         """A fresh, unbuilt copy of the wrapped layer (its config with ``changes``)."""
@@ -36,6 +37,12 @@ class Wrapper(Layer):
         inner.dtype = self.dtype
         inner.name = f"{self.name}_{role}"
         inner._build(inshape)
+        # Inner layers with random draws (dropout) share one generator, exposed as the wrapper's
+        # own ``_rng``: replaying its state replays every draw (testing.check_gradients does).
+        if getattr(inner, "_rng", None) is not None:
+            if getattr(self, "_rng", None) is None:
+                self._rng = inner._rng
+            inner._rng = self._rng
         for p in inner.params:
             p.name = f"{self.name}/{role}/{p.name.split('/', 1)[1]}"
         return inner
