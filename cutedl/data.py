@@ -150,7 +150,8 @@ def _as_array(a, what):
             arr = np.asarray(a)
         except ValueError as err:
             raise ValueError(f"Dataset: {what} cannot be turned into an array ({err}). "
-                             f"Are all samples the same shape?") from None
+                             f"Are all samples the same shape? Variable-length sequences need "
+                             f"pad_sequences(...) or a SequenceDataset.") from None
     if arr.dtype.kind not in "biuf":
         raise TypeError(f"Dataset: {what} must be numeric (int, uint, bool or float), got dtype {arr.dtype}.")
     if arr.ndim == 0:

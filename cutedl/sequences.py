@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-from cutedl import rng
+from cutedl import backend, rng
 from cutedl.data import Dataset, _as_array, _check_finite, _split_point
 
 _SIDES = ("pre", "post")
@@ -130,7 +130,9 @@ class SequenceDataset(Dataset):
         y: one label per sequence, ``(n, ...)``, or None.
         batch_size, shuffle, drop_remainder, seed: as for :class:`~cutedl.data.Dataset`.
         maxlen: truncate longer sequences to this length (default: no limit).
-        padding, truncating, value, dtype: as for :func:`pad_sequences` (dtype default int32).
+        padding, truncating, value: as for :func:`pad_sequences`.
+        dtype: of the batches; default int32 for integer sequences (token ids), ``floatx()``
+            (float32) for float ones (feature vectors per step).
         bucket_batches: pool size in batches; 1 pads each random batch as it comes, larger
             values bucket more tightly (and shuffle less).
     Example:
@@ -139,7 +141,7 @@ class SequenceDataset(Dataset):
     """
 
     def __init__(self, sequences, y=None, batch_size: int = 32, shuffle: bool = True, maxlen: int | None = None,
-                 padding: str = "pre", truncating: str = "pre", value=0, dtype="int32",
+                 padding: str = "pre", truncating: str = "pre", value=0, dtype=None,
                  bucket_batches: int = 20, drop_remainder: bool = False, seed=None):
         flat, starts, lengths = _flatten(sequences, "SequenceDataset")
         _check_sides(padding, truncating, "SequenceDataset")
@@ -155,9 +157,14 @@ class SequenceDataset(Dataset):
         if isinstance(bucket_batches, bool) or not isinstance(bucket_batches, (int, np.integer)) \
                 or bucket_batches <= 0:
             raise ValueError(f"SequenceDataset: bucket_batches must be a positive integer, got {bucket_batches!r}.")
-        dtype = np.dtype(dtype)
         flat = _as_array(flat, "sequences")
         _check_finite(flat, "sequences")
+        if dtype is None:
+            dtype = backend.floatx() if flat.dtype.kind == "f" else np.dtype(np.int32)
+        dtype = np.dtype(dtype)
+        if dtype.kind in "iu" and flat.dtype.kind == "f" and (flat != np.round(flat)).any():
+            raise ValueError(f"SequenceDataset: the sequences hold non-integer values but dtype is {dtype}, "
+                             f"which would truncate them; pass dtype='float32' (or leave dtype=None).")
         if y is not None:
             y = _as_array(y, "y")
             if len(y) != len(lengths):
@@ -177,6 +184,7 @@ class SequenceDataset(Dataset):
         self.drop_remainder = bool(drop_remainder)
         self.maxlen, self.padding, self.truncating, self.value, self.dtype = maxlen, padding, truncating, value, dtype
         self.bucket_batches = int(bucket_batches)
+        self.transform = None
         self.seed = seed
         self._rng = rng.make_rng(seed)
 
@@ -193,7 +201,7 @@ class SequenceDataset(Dataset):
         n = self.num_samples / self.batch_size
         return int(n) if self.drop_remainder else math.ceil(n)
 
-    def batches(self) -> list:
+    def batch_indices(self) -> list:
         """The sample indices of every batch of the next epoch (advances the shuffling generator)."""
         bs, n = self.batch_size, self.num_samples
         if self.shuffle:
@@ -223,8 +231,10 @@ class SequenceDataset(Dataset):
                  self.truncating, self.value, self.dtype)
         return x, (None if self.y is None else self.y[index])
 
-    def __iter__(self):
-        for index in self.batches():
+    def batches(self, transform: bool = True):
+        """The padded ``(x, y)`` batches of one epoch (``transform`` is accepted for the
+        :class:`~cutedl.data.Dataset` interface; a SequenceDataset has no transform)."""
+        for index in self.batch_indices():
             yield self.batch(index)
 
     def head(self, n: int = 2) -> tuple:

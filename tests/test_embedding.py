@@ -189,3 +189,21 @@ def test_mask_zero_mask_flows_through_the_model():
     model = Model([layers.Embedding(4, 2, inshape=(4,)), layers.Dense(3)]).assemble()
     model.predict(x)
     assert model.output_mask is None
+
+
+@pytest.mark.parametrize("wrap", [False, True])
+def test_mask_zero_makes_recurrent_outputs_independent_of_padding(wrap):
+    from cutedl.data import pad_sequences
+
+    rnn = layers.GRU(5) if not wrap else layers.Bidirectional(layers.LSTM(3))
+    model = Model([layers.Embedding(9, 4, mask_zero=True), rnn, layers.Dense(2)]).assemble()
+    seqs = [[3, 1, 4], [1, 5, 8, 2, 6], [7]]
+    ref = model.predict(pad_sequences(seqs))
+    for padding in ("pre", "post"):
+        for maxlen in (5, 9):
+            np.testing.assert_allclose(model.predict(pad_sequences(seqs, maxlen, padding=padding)), ref,
+                                       rtol=1e-5, atol=1e-6)
+    # without the mask, padding changes the result (so the test above can fail)
+    plain = Model([layers.Embedding(9, 4), layers.GRU(5), layers.Dense(2)]).assemble()
+    assert not np.allclose(plain.predict(pad_sequences(seqs, 9, padding="post")),
+                           plain.predict(pad_sequences(seqs, 5, padding="post")), atol=1e-4)

@@ -143,9 +143,30 @@ def _check_text_generation(result):
     assert all(len(s) == 20 for s in texts.values())
 
 
+def _tiny_imdb() -> str:
+    """A small imdb.npz in Keras's format (see tests/test_imdb.py), removed when the tests end."""
+    import atexit
+    import shutil
+    import tempfile
+
+    from test_imdb import write_imdb
+
+    folder = tempfile.mkdtemp(prefix="cutedl-imdb-")
+    atexit.register(shutil.rmtree, folder, True)
+    write_imdb(Path(folder) / "imdb.npz", n_train=60, n_test=40)
+    return folder
+
+
+def _check_imdb_sentiment(result):
+    assert result["status"] == "trained" and len(result["history"]) == 1
+    assert 0.0 <= result["test_accuracy"] <= 1.0 and math.isfinite(result["test_loss"])
+
+
 TEXT_SMOKE: dict = {
     "text_generation": (["--epochs", "1", "--limit", "4000", "--seq-len", "16", "--units", "16",
                          "--sample-len", "20", "--verbose", "0"], _check_text_generation),
+    "imdb_sentiment": (["--data", _tiny_imdb(), "--epochs", "1", "--num-words", "30", "--embed", "8",
+                        "--units", "4", "--maxlen", "8"], _check_imdb_sentiment),
 }
 SMOKE.update(TEXT_SMOKE)
 # ---- end of text examples ----

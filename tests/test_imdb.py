@@ -250,3 +250,12 @@ def test_reviews_feed_pad_sequences_and_sequence_dataset(npz):
     assert padded.shape == (30, 10) and padded.max() < 30
     ds = SequenceDataset(x_train, y_train, batch_size=8)
     assert sum(len(x) for x, _ in ds) == 30
+
+
+def test_sentiment_example_says_how_to_get_the_data(tmp_path, capsys):
+    from test_examples import load_example
+
+    result = load_example("imdb_sentiment").main(["--data", str(tmp_path / "nowhere")])
+    assert result["status"] == "no data"
+    out = capsys.readouterr().out
+    assert "IMDB data not available" in out and imdb.HOW_TO_GET in out

@@ -218,3 +218,57 @@ def test_a_plain_dataset_still_gives_its_head():
     hx, hy = Dataset(x, np.arange(5), batch_size=2).head(3)
     np.testing.assert_array_equal(hx, x[:3])
     np.testing.assert_array_equal(hy, [0, 1, 2])
+
+
+def test_plain_dataset_points_ragged_input_to_sequence_tools():
+    with pytest.raises(ValueError, match="Variable-length sequences need pad_sequences"):
+        Dataset([[1, 2], [3]], [0, 1])
+
+
+def test_batches_follow_the_dataset_interface():
+    seqs = ragged(20)
+    a = SequenceDataset(seqs, np.arange(20), batch_size=6, seed=4)
+    b = SequenceDataset(seqs, np.arange(20), batch_size=6, seed=4)
+    got = list(a.batches(transform=False))
+    want = [b.batch(i) for i in b.batch_indices()]
+    assert len(got) == len(want) == len(a) == 4
+    for (gx, gy), (wx, wy) in zip(got, want):
+        np.testing.assert_array_equal(gx, wx)
+        np.testing.assert_array_equal(gy, wy)
+
+
+class _Crash(cutedl.listeners.Listener):
+    def on_batch_end(self, step, logs=None):
+        if step == 11:
+            raise RuntimeError("simulated crash")
+
+
+def _resumable_fit(tmp_path, seed, crash):
+    seqs, labels = _contains_one(120, 3)
+    cutedl.set_seed(seed)
+    model = Model([layers.Embedding(10, 4, mask_zero=True), layers.GRU(3), layers.Dense(1, activation="sigmoid")])
+    sess = Session(model.assemble(), "binary_crossentropy", optimizers.Adam(0.01))
+    lst = [cutedl.listeners.BackupAndRestore(tmp_path / "backup", every=2)] + ([_Crash()] if crash else [])
+    sess.fit(SequenceDataset(seqs, labels, batch_size=16, bucket_batches=2), epochs=3, verbose=0, listeners=lst)
+    return model
+
+
+def test_a_killed_fit_on_a_sequence_dataset_resumes_exactly(tmp_path):
+    straight = _resumable_fit(tmp_path / "a", 1, crash=False)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        _resumable_fit(tmp_path / "b", 1, crash=True)
+    resumed = _resumable_fit(tmp_path / "b", 99, crash=False)  # another seed: all state comes from the backup
+    for p, q in zip(straight.params, resumed.params):
+        np.testing.assert_array_equal(p.value, q.value)
+
+
+def test_dtype_follows_the_sequences_unless_given():
+    ints = SequenceDataset([[1, 2], [3]], batch_size=2, shuffle=False)
+    assert next(iter(ints))[0].dtype == np.int32
+    feats = [np.full((n, 3), 0.5) for n in (2, 4)]
+    x, _ = next(iter(SequenceDataset(feats, batch_size=2, shuffle=False)))
+    assert x.dtype == np.float32 and x.shape == (2, 4, 3)
+    np.testing.assert_array_equal(x, pad_sequences(feats, dtype="float32"))
+    assert next(iter(SequenceDataset([[1, 2], [3]], dtype="float64")))[0].dtype == np.float64
+    with pytest.raises(ValueError, match="non-integer values but dtype is int32, which would truncate"):
+        SequenceDataset(feats, dtype="int32")
