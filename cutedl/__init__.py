@@ -3,7 +3,7 @@
     >>> from cutedl import Model, Session, layers, losses, optimizers, listeners
 """
 from cutedl import (activations, backend, datasets, initializers, layers, listeners, losses, metrics,
-                    optimizers, regularizers, reports, testing)
+                    optimizers, regularizers, reports, schedules, testing)
 from cutedl.data import Dataset
 from cutedl.history import History
 from cutedl.model import Model
@@ -14,4 +14,4 @@ __version__ = "0.1.0"
 
 __all__ = ["Model", "Session", "Dataset", "History", "set_seed", "activations", "backend", "datasets",
            "initializers", "layers", "listeners", "losses", "metrics", "optimizers", "regularizers",
-           "reports", "testing"]
+           "reports", "schedules", "testing"]

@@ -111,27 +111,36 @@ class Dataset:
 
         Like Keras' ``validation_split``: the held-out part never shuffles and gets no transform.
         """
-        try:
-            fraction = float(fraction)
-        except (TypeError, ValueError):
-            raise TypeError(f"validation_split must be a number in (0, 1), got {fraction!r}.") from None
-        if not 0.0 < fraction < 1.0:
-            raise ValueError(f"validation_split must be in (0, 1), got {fraction}.")
-        n = len(self.x)
-        k = int(n * (1 - fraction))
-        if k <= 0 or k >= n:
-            raise ValueError(f"validation_split={fraction} of {n} samples leaves an empty part; "
-                             f"use more data or another fraction.")
+        k = _split_point(fraction, len(self.x))
         y = self.y
         first = Dataset(self.x[:k], None if y is None else y[:k], self.batch_size, self.shuffle,
                         self.drop_remainder, self._rng, self.transform)
         last = Dataset(self.x[k:], None if y is None else y[k:], self.batch_size, False)
         return first, last
 
+    def head(self, n: int = 2) -> tuple:
+        """The first ``n`` samples as a batch ``(x, y)``, without touching the shuffling generator."""
+        return self.x[:n], (None if self.y is None else self.y[:n])
+
     def __repr__(self) -> str:
         extra = "" if self.transform is None else f", transform={self.transform!r}"
         return (f"Dataset(samples={len(self.x)}, batch_size={self.batch_size}, batches={len(self)}, "
                 f"shuffle={self.shuffle}{extra})")
+
+
+def _split_point(fraction, n: int) -> int:
+    """How many of ``n`` samples stay in training for ``validation_split=fraction``."""
+    try:
+        fraction = float(fraction)
+    except (TypeError, ValueError):
+        raise TypeError(f"validation_split must be a number in (0, 1), got {fraction!r}.") from None
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"validation_split must be in (0, 1), got {fraction}.")
+    k = int(n * (1 - fraction))
+    if k <= 0 or k >= n:
+        raise ValueError(f"validation_split={fraction} of {n} samples leaves an empty part; "
+                         f"use more data or another fraction.")
+    return k
 
 
 def _as_array(a, what):
@@ -162,4 +171,5 @@ from cutedl.augment import Compose, RandomCrop, RandomFlip, Transform, random_cr
 
 
 # ---- sequence data (issue 4): implemented in cutedl/sequences.py, re-exported here ----
+from cutedl.sequences import SequenceDataset, pad_sequences  # noqa: E402,F401  (needs Dataset above)
 # ---- end of sequence data ----

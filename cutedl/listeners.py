@@ -15,12 +15,17 @@ listener sees its session as ``self.session`` (and the model as ``self.model``) 
 """
 from __future__ import annotations
 
+import inspect
 import math
 import sys
 import time
 import warnings
 
+from typing import NamedTuple
+
 import numpy as np
+
+from cutedl import metrics as metrics_mod
 
 EVENTS = ("fit_start", "epoch_start", "batch_start", "batch_end", "val_start", "val_end", "epoch_end", "fit_end")
 
@@ -45,6 +50,16 @@ class Listener:
     def on_val_end(self, step, logs=None): pass
     def on_epoch_end(self, epoch, logs=None): pass
     def on_fit_end(self, logs=None): pass
+
+    # Training checkpoints (listeners.BackupAndRestore) save every listener's state and give it
+    # back on resume, right after on_fit_start. The state may hold numbers, strings, None, lists,
+    # dicts and NumPy arrays (lists of arrays included).
+    def get_state(self) -> dict:
+        """What this listener must remember across a resume (default: nothing)."""
+        return {}
+
+    def set_state(self, state: dict) -> None:
+        """Restore what :meth:`get_state` returned."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
@@ -154,6 +169,8 @@ class EarlyStopping(Listener):
     def resolved_mode(self) -> str:
         if self.mode != "auto":
             return self.mode
+        if self.session is None:
+            return metrics_mod.direction(self.monitor)
         return self.session.direction(self.monitor)
 
     def on_fit_start(self, logs=None):
@@ -173,26 +190,34 @@ class EarlyStopping(Listener):
             return value < ref - self.min_delta
         return value > ref + self.min_delta
 
-    def on_val_end(self, step, logs=None):
-        value = logs.get(self.monitor, math.nan)
-        epoch = logs.get("epoch")
+    def _observe(self, value, step: int, epoch) -> str:
+        """One check's bookkeeping, shared by live training and :meth:`replay`.
+
+        Returns 'ignored' (warm-up), 'improved', 'wait' or 'stop'.
+        """
         if epoch is not None and epoch <= self.start_from_epoch:
-            return
-        if not math.isfinite(value):
-            # a NaN never improves anything
-            self.wait += 1
+            return "ignored"
+        if value is None or not math.isfinite(value):
+            self.wait += 1  # a NaN never improves anything
         elif self._improved(value):
             self.best, self.best_step, self.best_epoch = float(value), int(step), int(epoch)
             self.wait = 0
-            if self.restore_best_weights:
-                self.best_weights = self.model.get_weights()
-            self.session.history.best = {"monitor": self.monitor, "mode": self._op_mode, "value": self.best,
-                                         "step": self.best_step, "epoch": self.best_epoch}
-            return
+            return "improved"
         else:
             self.wait += 1
         if self.wait >= self.patience:
             self.stopped_step, self.stopped_epoch = int(step), int(epoch)
+            return "stop"
+        return "wait"
+
+    def on_val_end(self, step, logs=None):
+        what = self._observe(logs.get(self.monitor, math.nan), step, logs.get("epoch"))
+        if what == "improved":
+            if self.restore_best_weights:
+                self.best_weights = self.model.get_weights()
+            self.session.history.best = {"monitor": self.monitor, "mode": self._op_mode, "value": self.best,
+                                         "step": self.best_step, "epoch": self.best_epoch}
+        elif what == "stop":
             self.session.stop_fit("early_stopping")
 
     def on_fit_end(self, logs=None):
@@ -200,9 +225,115 @@ class EarlyStopping(Listener):
             self.model.set_weights(self.best_weights)
             self.session.history.restored = {"step": self.best_step, "epoch": self.best_epoch}
 
+    def get_state(self) -> dict:
+        return {"wait": self.wait, "best": self.best, "best_step": self.best_step, "best_epoch": self.best_epoch,
+                "best_weights": self.best_weights, "stopped_step": self.stopped_step,
+                "stopped_epoch": self.stopped_epoch}
+
+    def set_state(self, state: dict) -> None:
+        _set_fields(self, state, ("wait", "best", "best_step", "best_epoch", "best_weights", "stopped_step",
+                                  "stopped_epoch"))
+
+    @classmethod
+    def replay(cls, history, monitor: str = "val_loss", patience: int = 0, min_delta: float = 0.0,
+               mode: str = "auto", start_from_epoch: int = 0, baseline: float | None = None) -> "Replay":
+        """Where ``EarlyStopping(monitor, patience, ...)`` would have stopped on a recorded History.
+
+        Walks the History's rows (one per check) through the very bookkeeping the live listener
+        uses, without retraining: a check improves when it beats the best so far by more than
+        ``min_delta`` (the first finite check always does, unless ``baseline`` must be beaten
+        first); a NaN never improves; after ``patience`` checks in a row without an improvement
+        training stops at that check; the best check's weights are the ones restored. Checks in
+        the first ``start_from_epoch`` epochs are ignored.
+
+        The answer is exact when the run was recorded without early stopping and with the same
+        validation schedule: early stopping changes nothing before it stops.
+
+        Args:
+            history: a :class:`cutedl.History` (from ``fit`` or ``History.load``) with ``step``,
+                ``epoch`` and ``monitor`` columns.
+            monitor, patience, min_delta, mode, start_from_epoch, baseline: as the constructor.
+
+        Returns:
+            a :class:`Replay`: ``stopped``, ``stop_index/epoch/step`` (the last row when it never
+            stops), ``restored_index/epoch/step`` (None when no check improved) and ``best``.
+
+        Raises:
+            TypeError: ``history`` is not a History.
+            ValueError: unknown ``monitor``, an empty history, or a bad setting.
+
+        Example:
+            >>> r = EarlyStopping.replay(history, 'val_loss', patience=3)
+            >>> r.stop_epoch, r.restored_epoch
+            (9, 6)
+        """
+        cols = getattr(history, "history", None)
+        if not isinstance(cols, dict):
+            raise TypeError(f"EarlyStopping.replay expected a cutedl History (from fit or History.load), "
+                            f"got {type(history).__name__}.")
+        es = cls(monitor, patience=patience, min_delta=min_delta, mode=mode, restore_best_weights=False,
+                 start_from_epoch=start_from_epoch, baseline=baseline)
+        if monitor not in cols:
+            raise ValueError(f"EarlyStopping.replay: monitor {monitor!r} is not in the history; recorded keys: "
+                             f"{', '.join(cols)}.")
+        for key in ("step", "epoch"):
+            if key not in cols:
+                raise ValueError(f"EarlyStopping.replay: the history has no {key!r} column; pass a History "
+                                 f"recorded by fit.")
+        if not cols[monitor]:
+            raise ValueError("EarlyStopping.replay: the history has no rows; there is nothing to replay.")
+        es._op_mode = es.resolved_mode()
+        steps, epochs = cols["step"], cols["epoch"]
+        best_index, stop_index = None, None
+        for i, value in enumerate(cols[monitor]):
+            what = es._observe(value, steps[i], epochs[i])
+            if what == "improved":
+                best_index = i
+            elif what == "stop":
+                stop_index = i
+                break
+        stopped = stop_index is not None
+        if not stopped:
+            stop_index = len(cols[monitor]) - 1
+        return Replay(stopped=stopped, stop_index=stop_index, stop_epoch=int(epochs[stop_index]),
+                      stop_step=int(steps[stop_index]), restored_index=best_index,
+                      restored_epoch=None if best_index is None else int(epochs[best_index]),
+                      restored_step=None if best_index is None else int(steps[best_index]), best=es.best)
+
     def __repr__(self) -> str:
         return (f"EarlyStopping(monitor={self.monitor!r}, patience={self.patience}, min_delta={self.min_delta}, "
                 f"mode={self.mode!r})")
+
+
+class Replay(NamedTuple):
+    """What :meth:`EarlyStopping.replay` found: where a setting stops and what it restores.
+
+    Indices are History rows (one row per check). When the setting never stops, the ``stop_*``
+    fields describe the last row, as ``history.stopped_epoch`` does for a completed fit.
+    ``restored_*`` are None when no check counted as an improvement (all NaN, or nothing beat
+    ``baseline``): EarlyStopping then restores nothing.
+    """
+
+    stopped: bool
+    stop_index: int
+    stop_epoch: int
+    stop_step: int
+    restored_index: int | None
+    restored_epoch: int | None
+    restored_step: int | None
+    best: float | None
+
+
+def _set_fields(obj, state: dict, names) -> None:
+    """Restore listener attributes from a checkpointed state dict (every name must be there)."""
+    if not isinstance(state, dict):
+        raise ValueError(f"{type(obj).__name__}.set_state expects a dict, got {type(state).__name__}.")
+    missing = [n for n in names if n not in state]
+    if missing:
+        raise ValueError(f"{type(obj).__name__}.set_state: the state lacks {missing}; was it saved by "
+                         f"another kind of listener?")
+    for n in names:
+        setattr(obj, n, state[n])
 
 
 class TerminateOnNaN(Listener):
@@ -216,6 +347,145 @@ class TerminateOnNaN(Listener):
         loss = logs.get("loss") if logs else None
         if loss is not None and not math.isfinite(loss):
             self.session.stop_fit("nan")
+
+
+def _float_lr(listener) -> float:
+    """The optimizer's lr as a float; a schedule and an lr listener would fight over it."""
+    opt = listener.session.optimizer
+    if callable(opt.lr):
+        raise ValueError(f"{type(listener).__name__}: the optimizer's lr is already a schedule ({opt.lr!r}); "
+                         f"use either a schedule or {type(listener).__name__}, not both.")
+    return float(opt.lr)
+
+
+class LearningRateScheduler(Listener):
+    """Set the optimizer's lr at the start of every epoch from ``schedule(epoch, lr)``.
+
+    Args:
+        schedule: a function ``(epoch, lr) -> new lr`` or ``(epoch) -> new lr``; ``epoch`` is
+            1-based like every cutedl epoch, ``lr`` the current learning rate.
+
+    For per-step schedules use :mod:`cutedl.schedules` as the optimizer's ``lr`` instead.
+
+    Example:
+        >>> LearningRateScheduler(lambda epoch, lr: lr * 0.5 if epoch % 10 == 0 else lr)
+    """
+
+    def __init__(self, schedule):
+        if not callable(schedule):
+            raise TypeError(f"LearningRateScheduler: schedule must be a function (epoch, lr) -> lr, got {schedule!r}.")
+        self.schedule = schedule
+        try:
+            params = inspect.signature(schedule).parameters.values()
+            positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+            self._nargs = 1 if len(positional) == 1 and not any(p.kind == p.VAR_POSITIONAL for p in params) else 2
+        except (TypeError, ValueError):
+            self._nargs = 2
+
+    def on_fit_start(self, logs=None):
+        _float_lr(self)
+
+    def on_epoch_start(self, epoch, logs=None):
+        lr = _float_lr(self)
+        new = self.schedule(epoch) if self._nargs == 1 else self.schedule(epoch, lr)
+        try:
+            self.session.optimizer.lr = new
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"LearningRateScheduler: the schedule returned {new!r} for epoch {epoch}; it must "
+                             f"return a finite number >= 0 ({err}).") from None
+
+    def __repr__(self) -> str:
+        return f"LearningRateScheduler({self.schedule!r})"
+
+
+class ReduceLROnPlateau(Listener):
+    """Multiply the lr by ``factor`` when a monitored value stops improving.
+
+    At every check: a value better than the best by more than ``min_delta`` resets the wait;
+    otherwise the wait grows, and after ``patience`` checks in a row without an improvement the
+    lr becomes ``max(lr * factor, min_lr)``. Misses in the ``cooldown`` checks right after a
+    reduction do not count (PyTorch's reading of cooldown; in Keras ``cooldown=1`` has no effect).
+
+    Args:
+        monitor: a log key, e.g. 'val_loss'.
+        factor: in (0, 1): new lr = lr * factor.
+        patience: checks without improvement before a reduction.
+        min_lr: the lr never goes below this.
+        cooldown: checks to skip after a reduction.
+        min_delta: smallest change that counts as an improvement.
+        mode: 'min', 'max' or 'auto' (the key's direction).
+
+    Attributes:
+        reductions: ``[(step, old_lr, new_lr), ...]``.
+    """
+
+    def __init__(self, monitor: str = "val_loss", factor: float = 0.1, patience: int = 10, min_lr: float = 0.0,
+                 cooldown: int = 0, min_delta: float = 1e-4, mode: str = "auto"):
+        if not isinstance(monitor, str) or not monitor:
+            raise TypeError(f"ReduceLROnPlateau: monitor must be a log key like 'val_loss', got {monitor!r}.")
+        for name, v in (("factor", factor), ("min_lr", min_lr), ("min_delta", min_delta)):
+            if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not math.isfinite(v):
+                raise TypeError(f"ReduceLROnPlateau: {name} must be a finite number, got {v!r}.")
+        if not 0.0 < factor < 1.0:
+            raise ValueError(f"ReduceLROnPlateau: factor must be in (0, 1) (new lr = lr * factor), got {factor}.")
+        for name, v in (("patience", patience), ("cooldown", cooldown)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
+                raise ValueError(f"ReduceLROnPlateau: {name} must be a non-negative integer, got {v!r}.")
+        if min_lr < 0 or min_delta < 0:
+            raise ValueError(f"ReduceLROnPlateau: min_lr and min_delta must be >= 0, got {min_lr} and {min_delta}.")
+        if mode not in ("auto", "min", "max"):
+            raise ValueError(f"ReduceLROnPlateau: mode must be 'auto', 'min' or 'max', got {mode!r}.")
+        self.monitor, self.factor, self.patience = monitor, float(factor), int(patience)
+        self.min_lr, self.cooldown, self.min_delta, self.mode = float(min_lr), int(cooldown), float(min_delta), mode
+        self._reset()
+
+    def _reset(self):
+        self.wait = 0
+        self.best = None
+        self.cooldown_counter = 0
+        self.reductions = []
+
+    def on_fit_start(self, logs=None):
+        self._reset()
+        keys = self.session.log_keys()
+        if self.monitor not in keys:
+            raise ValueError(f"ReduceLROnPlateau: monitor {self.monitor!r} will never appear in the logs; "
+                             f"available keys: {', '.join(keys)}.")
+        self._op_mode = self.mode if self.mode != "auto" else self.session.direction(self.monitor)
+        _float_lr(self)
+
+    def on_val_end(self, step, logs=None):
+        value = logs.get(self.monitor, math.nan)
+        if math.isfinite(value) and (self.best is None or (
+                value < self.best - self.min_delta if self._op_mode == "min" else value > self.best + self.min_delta)):
+            self.best = float(value)
+            self.wait = 0
+        else:
+            self.wait += 1  # a NaN is a miss
+        if self.cooldown_counter > 0:
+            # misses during the cooldown do not count
+            self.cooldown_counter -= 1
+            self.wait = 0
+        if self.wait and self.wait >= self.patience:
+            old = _float_lr(self)
+            if old > self.min_lr:
+                new = max(old * self.factor, self.min_lr)
+                self.session.optimizer.lr = new
+                self.reductions.append((int(step), old, new))
+            self.cooldown_counter = self.cooldown
+            self.wait = 0
+
+    def get_state(self) -> dict:
+        return {"wait": self.wait, "best": self.best, "cooldown_counter": self.cooldown_counter,
+                "reductions": [list(r) for r in self.reductions]}
+
+    def set_state(self, state: dict) -> None:
+        _set_fields(self, state, ("wait", "best", "cooldown_counter", "reductions"))
+        self.reductions = [tuple(r) for r in self.reductions]
+
+    def __repr__(self) -> str:
+        return (f"ReduceLROnPlateau(monitor={self.monitor!r}, factor={self.factor}, patience={self.patience}, "
+                f"min_lr={self.min_lr}, cooldown={self.cooldown})")
 
 
 class ProgressBar(Listener):

@@ -59,7 +59,9 @@ class Optimizer:
 
     Args:
         lr: learning rate >= 0, or a callable schedule ``lr(iterations) -> float`` called with
-            the number of steps applied so far (0 for the first step).
+            the number of steps applied so far (0 for the first step): a
+            :mod:`cutedl.schedules` schedule (saved in ``get_config``), its serialized dict, or
+            any function.
         weight_decay: decoupled weight decay >= 0 (Keras 3): ``p -= lr * weight_decay * p``
             before each update. None means 0.
         clipnorm: if set (> 0), each gradient is rescaled so that its L2 norm is at most this:
@@ -154,6 +156,11 @@ class Optimizer:
     @lr.setter
     def lr(self, value: LearningRate) -> None:
         # Setting a new float (ReduceLROnPlateau, user code) goes through the same check.
+        if isinstance(value, dict):
+            # A serialized schedule, as get_config() writes it.
+            from cutedl import schedules
+
+            value = schedules.deserialize(value)
         if callable(value):
             self._lr = value
             return
@@ -303,8 +310,13 @@ class Optimizer:
 
     # ------------------------------------------------------------------ config and checkpoints
     def get_config(self) -> dict:
-        """Constructor arguments (``lr`` is the callable itself when it is a schedule)."""
-        return {"lr": self._lr, "weight_decay": self.weight_decay, "clipnorm": self.clipnorm,
+        """Constructor arguments. A :mod:`cutedl.schedules` lr is serialized as
+        ``{'class_name', 'config'}`` (the constructor accepts that dict back); any other callable
+        lr is returned as it is (it cannot be saved as JSON)."""
+        from cutedl import schedules
+
+        lr = schedules.serialize(self._lr) if isinstance(self._lr, schedules.LearningRateSchedule) else self._lr
+        return {"lr": lr, "weight_decay": self.weight_decay, "clipnorm": self.clipnorm,
                 "clipvalue": self.clipvalue, "global_clipnorm": self.global_clipnorm}
 
     def get_state(self) -> dict:
@@ -372,7 +384,8 @@ class Optimizer:
         self.iterations = int(it)
 
     def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items() if v is not None)
+        cfg = {**self.get_config(), "lr": self._lr}
+        args = ", ".join(f"{k}={v!r}" for k, v in cfg.items() if v is not None)
         return f"{type(self).__name__}({args})"
 
 

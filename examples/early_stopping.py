@@ -2,9 +2,9 @@
 
 The MNIST MLP (784-400-100-10, ReLU, Adam) trains for ``--epochs`` epochs with *no* early
 stopping; every check (one per epoch) records val_loss/val_accuracy in the History and a copy
-of the weights. Then, for every ``patience`` x ``min_delta`` setting, :func:`replay` walks the
-recorded History exactly as ``cutedl.listeners.EarlyStopping`` would have during training and
-says where it would have stopped and which check's weights it would have restored. Those
+of the weights. Then, for every ``patience`` x ``min_delta`` setting,
+``cutedl.listeners.EarlyStopping.replay`` walks the recorded History through the live listener's
+own bookkeeping and says where it would have stopped and which check's weights it would have restored. Those
 weights are evaluated on the test set, so one run answers "how much training does each setting
 save, and what does it cost in test accuracy?".
 
@@ -23,7 +23,6 @@ import argparse
 import io
 import math
 import time
-from typing import NamedTuple
 
 import numpy as np
 from matplotlib import colormaps
@@ -31,116 +30,11 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 import cutedl
-from cutedl import Dataset, Model, Session, datasets, layers, listeners, losses, metrics, optimizers
+from cutedl import Dataset, Model, Session, datasets, layers, listeners, losses, optimizers
 from cutedl._io import atomic_write
 
 
-# ---------------------------------------------------------------------------- replay
-class Replay(NamedTuple):
-    """Where an EarlyStopping setting stops on a recorded History, and what it restores.
-
-    Indices are History rows (one row per check). When the setting never stops, the ``stop_*``
-    fields describe the last row, as ``history.stopped_epoch`` does for a completed fit.
-    ``restored_*`` are None when no check ever counted as an improvement (all NaN, or nothing
-    beat ``baseline``): then EarlyStopping restores nothing.
-    """
-
-    stopped: bool
-    stop_index: int
-    stop_epoch: int
-    stop_step: int
-    restored_index: int | None
-    restored_epoch: int | None
-    restored_step: int | None
-    best: float | None
-
-
-def replay(history, monitor: str = "val_loss", patience: int = 0, min_delta: float = 0.0,
-           mode: str = "auto", *, start_from_epoch: int = 0, baseline: float | None = None) -> Replay:
-    """Replay ``EarlyStopping(monitor, patience, min_delta, mode, ...)`` on a recorded History.
-
-    Follows EarlyStopping's documented semantics check by check: a check *improves* when its
-    value beats the best so far by more than ``min_delta`` (the first finite check always
-    does, unless a ``baseline`` must be beaten first); a NaN never improves; after ``patience``
-    checks in a row without an improvement the fit stops, at that check; the best check's
-    weights are restored. Checks in the first ``start_from_epoch`` epochs are ignored.
-
-    The answer is exact when the run was recorded without early stopping and with the same
-    validation schedule: early stopping does not change training before it stops.
-
-    Args:
-        history: a :class:`cutedl.History` with ``step``, ``epoch`` and ``monitor`` columns.
-        monitor: the column to watch, e.g. 'val_loss' or 'val_accuracy'.
-        patience: checks without improvement before stopping (>= 0).
-        min_delta: an improvement must be larger than this (>= 0).
-        mode: 'min', 'max', or 'auto' (the direction ``cutedl.metrics.direction`` gives the key).
-        start_from_epoch: ignore checks whose epoch is <= this (warm-up).
-        baseline: a value the monitor must beat before any check counts as an improvement.
-
-    Returns:
-        a :class:`Replay`.
-
-    Raises:
-        TypeError: ``history`` is not a History.
-        ValueError: unknown ``monitor``, empty history, or a bad ``patience``/``min_delta``/``mode``.
-
-    Example:
-        >>> r = replay(history, 'val_loss', patience=3)
-        >>> r.stop_epoch, r.restored_epoch
-        (9, 6)
-    """
-    cols = getattr(history, "history", None)
-    if not isinstance(cols, dict):
-        raise TypeError(f"replay expected a cutedl History (from fit or History.load), "
-                        f"got {type(history).__name__}.")
-    if monitor not in cols:
-        raise ValueError(f"replay: monitor {monitor!r} is not in the history; recorded keys: "
-                         f"{', '.join(cols)}.")
-    for key in ("step", "epoch"):
-        if key not in cols:
-            raise ValueError(f"replay: the history has no {key!r} column; pass a History recorded by fit.")
-    if not cols[monitor]:
-        raise ValueError("replay: the history has no rows; there is nothing to replay.")
-    if isinstance(patience, bool) or not isinstance(patience, (int, np.integer)) or patience < 0:
-        raise ValueError(f"replay: patience must be a non-negative integer, got {patience!r}.")
-    min_delta = float(min_delta)
-    if not (math.isfinite(min_delta) and min_delta >= 0):
-        raise ValueError(f"replay: min_delta must be a finite number >= 0, got {min_delta}.")
-    if mode == "auto":
-        mode = metrics.direction(monitor)
-    if mode not in ("min", "max"):
-        raise ValueError(f"replay: mode must be 'auto', 'min' or 'max', got {mode!r}.")
-
-    def improved(value, ref):
-        if ref is None:
-            return True
-        return value < ref - min_delta if mode == "min" else value > ref + min_delta
-
-    best, best_index, wait, stop_index = None, None, 0, None
-    for i, (value, epoch) in enumerate(zip(cols[monitor], cols["epoch"])):
-        if epoch <= start_from_epoch:
-            continue
-        if not math.isfinite(value):
-            wait += 1
-        elif improved(value, best if best is not None else baseline):
-            best, best_index, wait = float(value), i, 0
-            continue
-        else:
-            wait += 1
-        if wait >= patience:
-            stop_index = i
-            break
-
-    stopped = stop_index is not None
-    if not stopped:
-        stop_index = len(cols[monitor]) - 1
-    epochs, steps = cols["epoch"], cols["step"]
-    return Replay(stopped=stopped, stop_index=stop_index, stop_epoch=int(epochs[stop_index]),
-                  stop_step=int(steps[stop_index]), restored_index=best_index,
-                  restored_epoch=None if best_index is None else int(epochs[best_index]),
-                  restored_step=None if best_index is None else int(steps[best_index]), best=best)
-
-
+# ---------------------------------------------------------------------------- recording
 class WeightRecorder(listeners.Listener):
     """Keep a copy of the model's weights at every check: ``weights[i]`` belongs to History row i.
 
@@ -331,14 +225,15 @@ def main(argv=None) -> dict:
     values = history[args.monitor]
     final = test_at(last)
     # The reference: no early stopping, the final weights.
-    no_stop = Replay(stopped=False, stop_index=last, stop_epoch=last_epoch, stop_step=int(history["step"][last]),
-                     restored_index=None, restored_epoch=None, restored_step=None, best=None)
+    no_stop = listeners.Replay(stopped=False, stop_index=last, stop_epoch=last_epoch,
+                               stop_step=int(history["step"][last]),
+                               restored_index=None, restored_epoch=None, restored_step=None, best=None)
     rows = [{"setting": f"none (all {last_epoch} epochs)", "replay": no_stop, "stop_epoch": last_epoch,
              "restored_epoch": None, "monitor_value": values[last], "test_accuracy": final["accuracy"],
              "test_loss": final["loss"], "epochs_saved": 0}]
     for patience in args.patience:
         for min_delta in args.min_delta:
-            r = replay(history, args.monitor, patience, min_delta, args.mode)
+            r = listeners.EarlyStopping.replay(history, args.monitor, patience, min_delta, args.mode)
             # What the model would hold at the end: the restored weights, else the last ones.
             used = r.restored_index if r.restored_index is not None else r.stop_index
             test = test_at(used)

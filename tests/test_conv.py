@@ -2,6 +2,9 @@
 
 Gradients are checked in tests/test_gradients.py (CONV_CASES).
 """
+import importlib.util
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -10,6 +13,7 @@ from cutedl import Model, layers, testing
 from cutedl.layers import _spatial
 
 RS = np.random.default_rng(0)
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "mnist_cnn.py"
 
 
 def built(layer, inshape):
@@ -296,19 +300,12 @@ def test_upsampling2d_repeats_rows_and_columns():
 
 
 # ---------------------------------------------------------------------------- models
-def mnist_cnn():
-    return Model([layers.Conv2D(32, 5, padding="same", activation="relu", inshape=(1, 28, 28)),
-                  layers.MaxPool2D(2),
-                  layers.Conv2D(64, 5, padding="same", activation="relu"),
-                  layers.MaxPool2D(2),
-                  layers.Flatten(),
-                  layers.Dense(1024, activation="relu"),
-                  layers.Dropout(0.5),
-                  layers.Dense(10, activation="softmax")]).assemble()
-
-
 def test_summary_shapes_and_param_counts():
-    text = mnist_cnn().summary()
+    # the network of examples/mnist_cnn.py
+    spec = importlib.util.spec_from_file_location("mnist_cnn_example", EXAMPLE)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    text = example.build_model().summary()
     for shape, params in [("(batch, 32, 28, 28)", "832"), ("(batch, 32, 14, 14)", "0"),
                           ("(batch, 64, 14, 14)", "51,264"), ("(batch, 64, 7, 7)", "0"),
                           ("(batch, 3136)", "0"), ("(batch, 1024)", "3,212,288")]:

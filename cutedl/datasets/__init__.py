@@ -24,4 +24,7 @@ __all__ += ["cifar10"]
 
 
 # ---- IMDB (issue 4) ----
+from cutedl.datasets import imdb  # noqa: E402
+
+__all__ += ["imdb"]
 # ---- end of IMDB ----

@@ -31,8 +31,18 @@ __all__ += ["BatchNormalization", "LayerNormalization"]
 
 
 # ---- recurrent, masking and wrapper layers (issue 4) ----
+from cutedl.layers.base import forward_takes_mask  # noqa: E402
+from cutedl.layers.masking import Masking  # noqa: E402
+from cutedl.layers.recurrent import GRU, LSTM, RNN, SimpleRNN  # noqa: E402
+from cutedl.layers.wrappers import Bidirectional, TimeDistributed, Wrapper  # noqa: E402
+
+__all__ += ["Masking", "forward_takes_mask", "RNN", "SimpleRNN", "LSTM", "GRU", "Wrapper", "Bidirectional",
+            "TimeDistributed"]
 # ---- end of recurrent layers ----
 
 
 # ---- embedding layer (issue 4) ----
+from cutedl.layers.embedding import Embedding  # noqa: E402
+
+__all__ += ["Embedding"]
 # ---- end of embedding layer ----

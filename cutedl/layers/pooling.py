@@ -108,6 +108,8 @@ class _MaxPool(_Pool):
 
     def _unpool(self, g, dxt):
         offsets = self._offsets()
+        # Windows that do not overlap write disjoint cells: assign instead of accumulating.
+        disjoint = all(s >= k for s, k in zip(self.strides, self.pool_size))
         found = None
         for k, (i, j) in enumerate(offsets):
             hit = self._window(self._xt, i, j) == self._y
@@ -117,7 +119,10 @@ class _MaxPool(_Pool):
                 hit &= ~found  # only the first maximum of each window gets the gradient
                 if k + 1 < len(offsets):
                     found |= hit
-            self._window(dxt, i, j)[...] += g * hit
+            if disjoint:
+                xp.multiply(g, hit, out=self._window(dxt, i, j))
+            else:
+                self._window(dxt, i, j)[...] += g * hit
 
 
 class _AvgPool(_Pool):

@@ -1,0 +1,232 @@
+"""Learning-rate schedules: ``lr(step) -> float``, usable as any optimizer's ``lr``.
+
+    >>> opt = Adam(lr=CosineDecay(1e-3, decay_steps=10_000, warmup_steps=500, warmup_target=3e-3))
+
+The optimizer calls the schedule with its ``iterations`` (steps applied so far: 0 for the first
+step), so a schedule counts optimisation steps, not epochs, and resumes exactly when the optimizer
+state is restored. Every schedule is described fully by ``get_config()`` and registered by name,
+so an optimizer's config (and a training checkpoint) stores it as
+``{'class_name': 'cosine_decay', 'config': {...}}``.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from cutedl._registry import Configurable, Registry
+
+
+class LearningRateSchedule(Configurable):
+    """Base class: subclasses implement ``__call__(step) -> float`` and ``get_config``."""
+
+    registry_name = "learning_rate_schedule"
+
+    def __call__(self, step: int) -> float:
+        raise NotImplementedError
+
+    @classmethod
+    def from_config(cls, config: dict) -> "LearningRateSchedule":
+        return cls(**config)
+
+
+registry = Registry("learning-rate schedule", LearningRateSchedule)
+
+
+def get(identifier) -> LearningRateSchedule:
+    """A schedule from an instance, a name with no arguments needed, or a config dict."""
+    return registry.get(identifier)
+
+
+def serialize(schedule: LearningRateSchedule) -> dict:
+    """``{'class_name': name, 'config': {...}}``."""
+    return registry.serialize(schedule)
+
+
+def deserialize(config: dict) -> LearningRateSchedule:
+    """Inverse of :func:`serialize`; only registered schedules can be created."""
+    return registry.deserialize(config)
+
+
+def _number(who: str, name: str, value, *, low: float | None = 0.0, low_open: bool = False,
+            high: float | None = None) -> float:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{who}: {name} must be a number, got {value!r} of type {type(value).__name__}.")
+    v = float(value)
+    bad = not math.isfinite(v)
+    if low is not None:
+        bad = bad or (v <= low if low_open else v < low)
+    if high is not None:
+        bad = bad or v > high
+    if bad:
+        rng = "" if low is None else f" {'>' if low_open else '>='} {low:g}"
+        rng += "" if high is None else f" and <= {high:g}"
+        raise ValueError(f"{who}: {name} must be a finite number{rng}, got {value!r}.")
+    return v
+
+
+def _count(who: str, name: str, value, low: int = 1) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < low:
+        raise ValueError(f"{who}: {name} must be an integer >= {low}, got {value!r}.")
+    return int(value)
+
+
+def _step(who: str, step) -> int:
+    if isinstance(step, (bool, np.bool_)) or not isinstance(step, (int, np.integer)) or step < 0:
+        raise ValueError(f"{who}: the step must be an integer >= 0, got {step!r}.")
+    return int(step)
+
+
+@registry.register("step_decay", "step")
+class StepDecay(LearningRateSchedule):
+    """Multiply the lr by ``decay_rate`` every ``decay_steps`` steps (PyTorch's StepLR)::
+
+        lr(step) = initial_lr * decay_rate ** (step // decay_steps)
+
+    Args:
+        initial_lr: lr of the first ``decay_steps`` steps (>= 0).
+        decay_steps: steps between drops (>= 1).
+        decay_rate: factor of each drop, in [0, 1] (default 0.5).
+
+    Example:
+        >>> StepDecay(0.1, decay_steps=1000, decay_rate=0.1)(2500)   # 0.1 * 0.1**2
+        0.001...
+    """
+
+    def __init__(self, initial_lr: float, decay_steps: int, decay_rate: float = 0.5):
+        who = type(self).__name__
+        self.initial_lr = _number(who, "initial_lr", initial_lr)
+        self.decay_steps = _count(who, "decay_steps", decay_steps)
+        self.decay_rate = _number(who, "decay_rate", decay_rate, high=1.0)
+
+    def __call__(self, step: int) -> float:
+        step = _step(type(self).__name__, step)
+        return self.initial_lr * self.decay_rate ** (step // self.decay_steps)
+
+    def get_config(self) -> dict:
+        return {"initial_lr": self.initial_lr, "decay_steps": self.decay_steps, "decay_rate": self.decay_rate}
+
+
+@registry.register("exponential_decay", "exponential")
+class ExponentialDecay(LearningRateSchedule):
+    """Keras' ExponentialDecay::
+
+        lr(step) = initial_lr * decay_rate ** (step / decay_steps)      # staircase: step // decay_steps
+
+    Args:
+        initial_lr: lr at step 0 (>= 0).
+        decay_steps: steps over which the lr is multiplied by ``decay_rate`` once (>= 1).
+        decay_rate: > 0 (< 1 decays).
+        staircase: drop in steps instead of continuously (default False).
+    """
+
+    def __init__(self, initial_lr: float, decay_steps: int, decay_rate: float, staircase: bool = False):
+        who = type(self).__name__
+        self.initial_lr = _number(who, "initial_lr", initial_lr)
+        self.decay_steps = _count(who, "decay_steps", decay_steps)
+        self.decay_rate = _number(who, "decay_rate", decay_rate, low_open=True)
+        if not isinstance(staircase, (bool, np.bool_)):
+            raise TypeError(f"{who}: staircase must be True or False, got {staircase!r}.")
+        self.staircase = bool(staircase)
+
+    def __call__(self, step: int) -> float:
+        step = _step(type(self).__name__, step)
+        p = step // self.decay_steps if self.staircase else step / self.decay_steps
+        return self.initial_lr * self.decay_rate ** p
+
+    def get_config(self) -> dict:
+        return {"initial_lr": self.initial_lr, "decay_steps": self.decay_steps, "decay_rate": self.decay_rate,
+                "staircase": self.staircase}
+
+
+@registry.register("piecewise_constant_decay", "piecewise_constant")
+class PiecewiseConstantDecay(LearningRateSchedule):
+    """Constant lr between step boundaries (Keras' PiecewiseConstantDecay)::
+
+        lr(step) = values[0]   for step <= boundaries[0]
+                   values[i]   for boundaries[i-1] < step <= boundaries[i]
+                   values[-1]  for step > boundaries[-1]
+
+    Args:
+        boundaries: strictly increasing step counts (integers >= 0).
+        values: one more lr than boundaries (each >= 0).
+
+    Example:
+        >>> PiecewiseConstantDecay([1000, 5000], [1e-2, 1e-3, 1e-4])
+    """
+
+    def __init__(self, boundaries, values):
+        who = type(self).__name__
+        try:
+            boundaries, values = list(boundaries), list(values)
+        except TypeError:
+            raise TypeError(f"{who}: boundaries and values must be lists, got {boundaries!r} and {values!r}.") from None
+        if len(values) != len(boundaries) + 1:
+            raise ValueError(f"{who}: values must have one more entry than boundaries, got "
+                             f"{len(boundaries)} boundaries and {len(values)} values.")
+        self.boundaries = [_count(who, "each boundary", b, low=0) for b in boundaries]
+        if any(b >= c for b, c in zip(self.boundaries, self.boundaries[1:])):
+            raise ValueError(f"{who}: boundaries must be strictly increasing, got {self.boundaries}.")
+        self.values = [_number(who, "each value", v) for v in values]
+
+    def __call__(self, step: int) -> float:
+        step = _step(type(self).__name__, step)
+        for b, v in zip(self.boundaries, self.values):
+            if step <= b:
+                return v
+        return self.values[-1]
+
+    def get_config(self) -> dict:
+        return {"boundaries": list(self.boundaries), "values": list(self.values)}
+
+
+@registry.register("cosine_decay", "cosine")
+class CosineDecay(LearningRateSchedule):
+    """Cosine decay with an optional linear warm-up (Keras 3's CosineDecay).
+
+    Without warm-up (``warmup_steps=0``) the lr falls from ``initial_lr`` along half a cosine to
+    ``alpha * initial_lr`` over ``decay_steps`` steps, then stays there::
+
+        lr(step) = initial_lr * ((1 - alpha) * 0.5 * (1 + cos(pi * min(step, decay_steps) / decay_steps)) + alpha)
+
+    With ``warmup_steps > 0`` the lr first rises linearly from ``initial_lr`` to ``warmup_target``
+    (default: ``initial_lr``) over ``warmup_steps`` steps; the cosine then starts from
+    ``warmup_target`` at step ``warmup_steps``.
+
+    Args:
+        initial_lr: lr at step 0 (>= 0).
+        decay_steps: length of the cosine part (>= 1).
+        alpha: final lr as a fraction of the peak, in [0, 1] (default 0).
+        warmup_steps: linear warm-up steps (default 0).
+        warmup_target: peak lr reached after warm-up (default: ``initial_lr``).
+
+    Example:
+        >>> s = CosineDecay(0.0, decay_steps=900, warmup_steps=100, warmup_target=1e-3)
+        >>> s(50), s(100), s(1000)
+        (0.0005, 0.001, 0.0)
+    """
+
+    def __init__(self, initial_lr: float, decay_steps: int, alpha: float = 0.0, warmup_steps: int = 0,
+                 warmup_target: float | None = None):
+        who = type(self).__name__
+        self.initial_lr = _number(who, "initial_lr", initial_lr)
+        self.decay_steps = _count(who, "decay_steps", decay_steps)
+        self.alpha = _number(who, "alpha", alpha, high=1.0)
+        self.warmup_steps = _count(who, "warmup_steps", warmup_steps, low=0)
+        self.warmup_target = None if warmup_target is None else _number(who, "warmup_target", warmup_target)
+
+    def __call__(self, step: int) -> float:
+        step = _step(type(self).__name__, step)
+        peak = self.initial_lr if self.warmup_target is None else self.warmup_target
+        if step < self.warmup_steps:
+            return self.initial_lr + (peak - self.initial_lr) * step / self.warmup_steps
+        t = min(step - self.warmup_steps, self.decay_steps) / self.decay_steps
+        return peak * ((1.0 - self.alpha) * 0.5 * (1.0 + math.cos(math.pi * t)) + self.alpha)
+
+    def get_config(self) -> dict:
+        return {"initial_lr": self.initial_lr, "decay_steps": self.decay_steps, "alpha": self.alpha,
+                "warmup_steps": self.warmup_steps, "warmup_target": self.warmup_target}
+
+
+__all__ = ["LearningRateSchedule", "StepDecay", "ExponentialDecay", "PiecewiseConstantDecay", "CosineDecay",
+           "registry", "get", "serialize", "deserialize"]
