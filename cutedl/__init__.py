@@ -2,8 +2,8 @@
 
     >>> from cutedl import Model, Session, layers, losses, optimizers, listeners
 """
-from cutedl import (activations, backend, datasets, initializers, layers, listeners, losses, metrics,
-                    optimizers, regularizers, reports, schedules, testing)
+from cutedl import (activations, backend, checkpoint, datasets, initializers, layers, listeners, losses,
+                    metrics, optimizers, regularizers, reports, schedules, testing)
 from cutedl.data import Dataset
 from cutedl.history import History
 from cutedl.model import Model
@@ -12,6 +12,6 @@ from cutedl.session import Session
 
 __version__ = "0.1.0"
 
-__all__ = ["Model", "Session", "Dataset", "History", "set_seed", "activations", "backend", "datasets",
-           "initializers", "layers", "listeners", "losses", "metrics", "optimizers", "regularizers",
+__all__ = ["Model", "Session", "Dataset", "History", "set_seed", "activations", "backend", "checkpoint",
+           "datasets", "initializers", "layers", "listeners", "losses", "metrics", "optimizers", "regularizers",
            "reports", "schedules", "testing"]

@@ -43,3 +43,14 @@ def resolve_dtype(dtype=None) -> np.dtype:
 def to_numpy(x) -> np.ndarray:
     """Bring an array back to host memory as a NumPy array (identity for NumPy)."""
     return np.asarray(x)
+
+
+def as_array(a, who: str, what: str):
+    """``a`` as an array; a ragged nested list raises a ValueError naming ``who`` and ``what``."""
+    if isinstance(a, xp.ndarray):
+        return a
+    try:
+        return xp.asarray(a)
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"{who}: {what} cannot be turned into an array ({err}). Are all samples the same "
+                         f"shape? Pad or trim them first.") from None

@@ -130,10 +130,9 @@ class Dataset:
 
 def _split_point(fraction, n: int) -> int:
     """How many of ``n`` samples stay in training for ``validation_split=fraction``."""
-    try:
-        fraction = float(fraction)
-    except (TypeError, ValueError):
-        raise TypeError(f"validation_split must be a number in (0, 1), got {fraction!r}.") from None
+    if isinstance(fraction, (bool, np.bool_)) or not isinstance(fraction, (int, float, np.integer, np.floating)):
+        raise TypeError(f"validation_split must be a number in (0, 1), got {fraction!r}.")
+    fraction = float(fraction)
     if not 0.0 < fraction < 1.0:
         raise ValueError(f"validation_split must be in (0, 1), got {fraction}.")
     k = int(n * (1 - fraction))
@@ -154,6 +153,8 @@ def _as_array(a, what):
                              f"Are all samples the same shape?") from None
     if arr.dtype.kind not in "biuf":
         raise TypeError(f"Dataset: {what} must be numeric (int, uint, bool or float), got dtype {arr.dtype}.")
+    if arr.ndim == 0:
+        raise ValueError(f"Dataset: {what} must have a batch axis, got a scalar.")
     return arr
 
 

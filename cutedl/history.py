@@ -83,10 +83,18 @@ class History:
         for k, col in d["history"].items():
             if not isinstance(col, list):
                 raise ValueError(f"History column {k!r} must be a list.")
+            bad = [v for v in col if not (v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)))]
+            if bad:
+                raise ValueError(f"History column {k!r} must hold numbers (or null), got {bad[0]!r}.")
             h.history[str(k)] = [math.nan if v is None else v for v in col]
         lengths = {len(c) for c in h.history.values()}
         if len(lengths) > 1:
             raise ValueError(f"History columns have different lengths: {sorted(lengths)}.")
+        for k, types in (("stop_reason", str), ("stopped_step", int), ("stopped_epoch", int), ("best", dict),
+                         ("restored", dict), ("params", dict), ("wall_time", (int, float))):
+            v = d.get(k)
+            if v is not None and (not isinstance(v, types) or isinstance(v, bool)):
+                raise ValueError(f"History field {k!r} has the wrong type: got {v!r}.")
         for k in ("stop_reason", "stopped_step", "stopped_epoch", "best", "restored"):
             setattr(h, k, d.get(k))
         h.params = dict(d.get("params") or {})
@@ -104,7 +112,7 @@ class History:
                 d = json.load(f)
         except FileNotFoundError:
             raise FileNotFoundError(f"No history file at {str(path)!r}.") from None
-        except json.JSONDecodeError as err:
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
             raise ValueError(f"{str(path)!r} is not a valid history JSON file: {err}.") from None
         return cls.from_dict(d)
 

@@ -30,7 +30,7 @@ predictions are cast to ``backend.floatx()``). The gradient has the dtype of the
 from __future__ import annotations
 
 from cutedl._registry import Registry
-from cutedl.backend import floatx, xp
+from cutedl.backend import as_array, floatx, xp
 
 # Keras' backend epsilon: probabilities are clipped to [EPSILON, 1 - EPSILON].
 EPSILON = 1e-7
@@ -90,7 +90,7 @@ class Loss:
     # --- validation shared by every loss -------------------------------------------------
 
     def _prediction(self, y_pred):
-        y_pred = xp.asarray(y_pred)
+        y_pred = as_array(y_pred, type(self).__name__, "y_pred")
         kind = y_pred.dtype.kind
         if kind != "f":
             if kind not in "biu":
@@ -106,7 +106,7 @@ class Loss:
         return y_pred
 
     def _check_targets(self, y_true, y_pred):
-        y_true = xp.asarray(y_true)
+        y_true = as_array(y_true, type(self).__name__, "y_true")
         if y_true.dtype.kind not in "biuf":
             raise TypeError(f"{type(self).__name__} expects numeric arrays, got y_true with dtype "
                             f"{y_true.dtype}. Convert the targets to a numeric NumPy array "

@@ -18,7 +18,7 @@ otherwise; :func:`direction` answers the same for any log key (``direction('val_
 from __future__ import annotations
 
 from cutedl._registry import Registry, _key
-from cutedl.backend import floatx, xp
+from cutedl.backend import as_array, floatx, xp
 from cutedl.losses import registry as _loss_registry
 from cutedl.losses import sparse_labels
 
@@ -108,8 +108,8 @@ def direction(key: str) -> str:
 
 
 def _arrays(who: str, y_true, y_pred):
-    y_true = xp.asarray(y_true)
-    y_pred = xp.asarray(y_pred)
+    y_true = as_array(y_true, who, "y_true")
+    y_pred = as_array(y_pred, who, "y_pred")
     for what, a in (("y_true", y_true), ("y_pred", y_pred)):
         if a.dtype.kind not in "biuf":
             raise TypeError(f"{who} expects numeric arrays, got {what} with dtype {a.dtype}. "

@@ -123,7 +123,7 @@ class Model:
         """Validate a batch: an array of shape ``(batch, *inshape)`` with finite numbers."""
         self._require_assembled("using it")
         if not hasattr(x, "shape") or not hasattr(x, "dtype"):
-            x = np.asarray(x)
+            x = backend.as_array(x, "Model input", "x")
         if x.dtype.kind not in "biuf":
             raise TypeError(f"Model input must be numeric, got an array of dtype {x.dtype}.")
         first = self.layers[0]
@@ -288,24 +288,33 @@ class Model:
         if not os.path.exists(path):
             raise FileNotFoundError(f"Model.load: no file at {path!r}.")
         try:
-            with np.load(path, allow_pickle=False) as data:
+            data = np.load(path, allow_pickle=False)
+            if not isinstance(data, np.lib.npyio.NpzFile):
+                raise ValueError("a single array, not an .npz archive")
+            with data:
                 files = {k: data[k] for k in data.files}
         except (zipfile.BadZipFile, OSError, EOFError) as err:
             raise ValueError(f"Model.load: {path!r} is not a cutedl model file (corrupt or truncated: {err}).") from None
         except ValueError as err:
             raise ValueError(f"Model.load: {path!r} holds data that cannot be loaded safely ({err}).") from None
-        if "__config__" not in files:
+        raw = files.get("__config__")
+        if raw is None or raw.dtype != np.uint8 or raw.ndim != 1:
             raise ValueError(f"Model.load: {path!r} is not a cutedl model file (no __config__ entry).")
         try:
-            meta = json.loads(files["__config__"].tobytes().decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            meta = json.loads(raw.tobytes().decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
             raise ValueError(f"Model.load: {path!r} has a corrupt config ({err}).") from None
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
             raise ValueError(f"Model.load: {path!r} is not a cutedl model file.")
         if meta.get("version") != FORMAT_VERSION:
             raise ValueError(f"Model.load: {path!r} has format version {meta.get('version')}, "
                              f"this cutedl reads version {FORMAT_VERSION}.")
-        model = cls.from_config(meta["config"]).assemble()
+        try:
+            model = cls.from_config(meta.get("config")).assemble()
+        except (TypeError, ValueError, RuntimeError, KeyError) as err:
+            # e.g. an unknown layer or activation name, or arguments no cutedl layer takes
+            raise ValueError(f"Model.load: {path!r} has an architecture cutedl cannot rebuild: "
+                             f"{type(err).__name__}: {err}") from None
         params = model.params
         if len(params) != len([k for k in files if k.startswith("param_")]):
             raise ValueError(f"Model.load: {path!r} holds a different number of arrays than its architecture needs.")

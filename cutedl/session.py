@@ -11,17 +11,20 @@ since the previous check) and fires ``on_val_end``.
 from __future__ import annotations
 
 import math
+import signal
+import threading
 import time
 import warnings
 
 import numpy as np
 
+from cutedl import checkpoint
 from cutedl import losses as losses_mod
 from cutedl import metrics as metrics_mod
 from cutedl import optimizers as optimizers_mod
 from cutedl.data import Dataset
 from cutedl.history import History
-from cutedl.listeners import Listener, ProgressBar, TerminateOnNaN
+from cutedl.listeners import BackupAndRestore, Listener, ProgressBar, TerminateOnNaN
 
 
 class Session:
@@ -114,7 +117,9 @@ class Session:
             return data
         if isinstance(data, (tuple, list)) and len(data) == 2:
             x, y = data
-            return Dataset(x, y, batch_size=batch_size or 32, shuffle=shuffle)
+            if batch_size is not None:
+                _check_int("batch_size", batch_size, 1)
+            return Dataset(x, y, batch_size=32 if batch_size is None else batch_size, shuffle=shuffle)
         raise TypeError(f"Session: {what} must be a cutedl Dataset or an (x, y) tuple, got {type(data).__name__}.")
 
     # ------------------------------------------------------------------ one step
@@ -180,7 +185,8 @@ class Session:
     # ------------------------------------------------------------------ fit
     def fit(self, data, epochs: int = 1, val_data=None, val_epochs: int = 1, val_steps: int = 0,
             val_batches: int = -1, listeners=None, verbose: int = 1, batch_size: int | None = None,
-            validation_split: float = 0.0, shuffle: bool = True, initial_epoch: int = 0) -> History:
+            validation_split: float = 0.0, shuffle: bool = True, initial_epoch: int = 0,
+            history: History | None = None) -> History:
         """Train for ``epochs`` epochs.
 
         Args:
@@ -193,9 +199,23 @@ class Session:
             listeners: list of :class:`~cutedl.listeners.Listener`.
             verbose: 1 shows progress (a ProgressBar is added), 0 silent.
             validation_split: hold out this last fraction of ``data`` for validation.
-            initial_epoch: epoch to start from (for continuing a run).
+            initial_epoch: epoch to start from (for continuing a run; Keras meaning: a new
+                History whose epochs count from ``initial_epoch + 1``).
+            history: a History to continue instead of starting a new one, e.g.
+                ``fit(ds, epochs=10, history=sess.history)`` after ``fit(ds, epochs=5)``, or one
+                from ``History.load``: rows are appended to it, ``initial_epoch`` defaults to its
+                last epoch, steps count on from its last step and ``time`` from its last time.
         Returns:
             the :class:`~cutedl.history.History`.
+
+        With a :class:`~cutedl.listeners.BackupAndRestore` listener whose directory holds a
+        checkpoint, fit first restores everything from it and continues exactly there.
+
+        Ctrl-C (SIGINT) stops at the next batch boundary: ``on_fit_end`` runs (reports, restored
+        weights, a BackupAndRestore checkpoint) and the History has ``stop_reason='interrupted'``.
+        A second Ctrl-C aborts at once. A ``KeyboardInterrupt`` raised by a listener also ends
+        the fit as 'interrupted'. An exception raised by a listener propagates, naming the
+        listener; the model keeps the weights of the last completed step.
         """
         _check_int("epochs", epochs, 1)
         _check_int("val_epochs", val_epochs, 1)
@@ -203,6 +223,13 @@ class Session:
         _check_int("initial_epoch", initial_epoch, 0)
         if isinstance(val_batches, bool) or not isinstance(val_batches, (int, np.integer)) or val_batches == 0 or val_batches < -1:
             raise ValueError(f"fit: val_batches must be -1 (all) or a positive integer, got {val_batches!r}.")
+        if history is not None and not isinstance(history, History):
+            raise TypeError(f"fit: history must be a cutedl History to continue, got {type(history).__name__}.")
+        if history is not None and len(history):
+            last_epoch = history.history.get("epoch", [0])[-1]
+            if not initial_epoch:
+                initial_epoch = int(last_epoch)
+            self.step = max(self.step, int(history.history.get("step", [0])[-1]))
         if initial_epoch >= epochs:
             raise ValueError(f"fit: initial_epoch={initial_epoch} must be smaller than epochs={epochs}.")
         train = self._as_dataset(data, batch_size, shuffle)
@@ -220,13 +247,18 @@ class Session:
         for lst in listeners:
             if not isinstance(lst, Listener):
                 raise TypeError(f"fit: listeners must be cutedl Listener objects, got {lst!r}.")
+        backups = [lst for lst in listeners if isinstance(lst, BackupAndRestore)]
+        if len(backups) > 1:
+            raise ValueError(f"fit: at most one BackupAndRestore listener, got {len(backups)}.")
         if verbose and not any(isinstance(lst, ProgressBar) for lst in listeners):
             listeners.append(ProgressBar())
         for lst in listeners:
             lst.set_session(self)
         self.listeners = listeners
+        self._backup = backups[0] if backups else None
 
-        history = History()
+        continuing = history is not None
+        history = history if continuing else History()
         self.history = history
         self._stop_reason = None
         self.fit_params = {"epochs": int(epochs), "initial_epoch": int(initial_epoch),
@@ -235,11 +267,21 @@ class Session:
                            "val_epochs": int(val_epochs), "val_steps": int(val_steps),
                            "val_batches": int(val_batches)}
         history.params = dict(self.fit_params)
-        t0 = time.perf_counter()
-        self._t0 = t0
+        # seconds already trained: a continued History's last time, or a resumed checkpoint's
+        self._t_offset = float(max(history.wall_time, history.history["time"][-1])) if continuing and len(
+            history) and "time" in history.history else 0.0
+        self._t0 = time.perf_counter()
         self._acc = _Accumulator()
+        self._check_origin = int(initial_epoch)  # val_epochs counts from here
+        self._position = {"epoch": int(initial_epoch), "batches_done": len(train), "epoch_done": True,
+                          "samples": train.num_samples}
+        self._dirty = False
+        self._in_check = False
+        self._train, self._val = train, val
+        self._epoch_data_state = {}
 
         def check(epoch):
+            self._in_check = True
             self._emit("val_start", self.step)
             row = {"step": self.step, "epoch": epoch}
             row.update(self._acc.means())
@@ -248,40 +290,105 @@ class Session:
                 for k, v in self.evaluate(val, max_batches=val_batches).items():
                     row[f"val_{k}"] = v
             row["lr"] = float(self.optimizer.current_lr)
-            row["time"] = time.perf_counter() - t0
+            row["time"] = self._t_offset + time.perf_counter() - self._t0
             history.append(row)
             self._emit("val_end", self.step, row)
+            self._in_check = False
             return row
 
         self._emit("fit_start", None)
-        row = {}
-        for epoch in range(int(initial_epoch) + 1, int(epochs) + 1):
+        if self._backup is not None:
+            self._backup._resume()
+        start = self._position
+        row = history.last()
+        guard = _InterruptGuard(self)
+        try:
+            with guard:
+                row = self._epochs(train, start, int(epochs), val_steps, val_epochs, check, row)
+        except KeyboardInterrupt:
+            if guard.aborting:
+                raise
+            # Raised by a listener (or by Ctrl-C outside the main thread): the fit ends here.
+            self._stop_reason = "interrupted"
+            if self._backup is not None and not self._dirty:
+                self._backup._at_boundary(final=True)
+        if self._acc.count and self._stop_reason != "nan" and not self._in_check:
+            row = check(self.epoch)
+        history.stop_reason = self._stop_reason or "completed"
+        history.stopped_step, history.stopped_epoch = self.step, self.epoch
+        if history.best is None:
+            history.best = _best_of(history, "val_loss" if val is not None else "loss")
+        history.wall_time = self._t_offset + time.perf_counter() - self._t0
+        self._emit("fit_end", None, history.last())
+        return history
+
+    def _epochs(self, train, start, epochs, val_steps, val_epochs, check, row):
+        """The epoch and batch loops, from the boundary ``start``; returns the last check's row."""
+        first = start["epoch"] + 1 if start["epoch_done"] else start["epoch"]
+        resumed = not start["epoch_done"]  # inside an epoch whose on_epoch_start already ran
+        skip = start["batches_done"] if resumed else 0
+        n_batches = len(train)
+        self.epoch = start["epoch"]
+        for epoch in range(first, epochs + 1):
             self.epoch = epoch
-            self._emit("epoch_start", epoch)
-            for x, y in train:
+            if not resumed:
+                self._dirty = True
+                self._emit("epoch_start", epoch)
+                self._position = {"epoch": epoch, "batches_done": 0, "epoch_done": False,
+                                  "samples": train.num_samples}
+                self._dirty = False
+            resumed = False
+            # the data generators before this epoch's order is drawn: a resumed epoch redraws it
+            self._epoch_data_state = checkpoint.generator_states(train)
+            for b, (x, y) in enumerate(train):
+                if b < skip:
+                    continue  # fast-forward a resumed epoch: same order, same per-batch draws
                 self._emit("batch_start", self.step + 1)
+                self._dirty = True
                 logs = self.train_on_batch(x, y)
                 self.step += 1
                 self._acc.add(logs, len(x))
                 self._emit("batch_end", self.step, logs)
                 if self._stop_reason is None and val_steps and self.step % val_steps == 0:
                     row = check(epoch)
+                self._boundary(epoch, b + 1, False)
                 if self._stop_reason is not None:
                     break
-            if self._stop_reason is None and not val_steps and (epoch - initial_epoch) % val_epochs == 0:
+            skip = 0
+            if self._stop_reason is not None:
+                if self._stop_reason == "interrupted" and self._backup is not None:
+                    self._backup._at_boundary(final=True)
+                self._dirty = True
+                self._emit("epoch_end", epoch, row)
+                break
+            self._dirty = True
+            if not val_steps and (epoch - self._check_origin) % val_epochs == 0:
                 row = check(epoch)
             self._emit("epoch_end", epoch, row)
+            self._boundary(epoch, n_batches, True)
             if self._stop_reason is not None:
+                if self._stop_reason == "interrupted" and self._backup is not None:
+                    self._backup._at_boundary(final=True)
                 break
-        if self._acc.count and self._stop_reason != "nan":
-            row = check(self.epoch)
-        history.stop_reason = self._stop_reason or "completed"
-        history.stopped_step, history.stopped_epoch = self.step, self.epoch
-        if history.best is None:
-            history.best = _best_of(history, "val_loss" if val is not None else "loss")
-        history.wall_time = time.perf_counter() - t0
-        self._emit("fit_end", None, history.last())
-        return history
+        return row
+
+    def _boundary(self, epoch, batches_done, epoch_done):
+        """A point where training can stop and resume exactly (see cutedl.checkpoint)."""
+        self._position = {"epoch": int(epoch), "batches_done": int(batches_done), "epoch_done": bool(epoch_done),
+                          "samples": self._train.num_samples}
+        self._dirty = False
+        if self._backup is not None:
+            self._backup._at_boundary(final=False)
+
+    def training_state(self) -> dict:
+        """Everything needed to resume at the current boundary (see :mod:`cutedl.checkpoint`)."""
+        if self._dirty:
+            raise RuntimeError("Session.training_state: the fit is between two boundaries (in the middle of a "
+                               "step or a check); call it from a listener's on_batch_end or on_epoch_end "
+                               "through BackupAndRestore, or after fit.")
+        data_state = (self._epoch_data_state if not self._position["epoch_done"]
+                      else checkpoint.generator_states(self._train))
+        return checkpoint.capture(self, self._train, self._val, data_state)
 
     def _check_first_batch(self, ds, what):
         """Catch shape/label problems before training starts, with the loss's own message."""
@@ -295,10 +402,67 @@ class Session:
     def _emit(self, event, arg, logs=None):
         for lst in self.listeners:
             hook = getattr(lst, f"on_{event}")
-            if arg is None:
-                hook(logs=logs)
-            else:
-                hook(arg, logs=logs)
+            try:
+                if arg is None:
+                    hook(logs=logs)
+                else:
+                    hook(arg, logs=logs)
+            except Exception as err:
+                raise _listener_error(err, lst, event, self.step) from err
+
+
+def _listener_error(err: Exception, lst, event: str, step: int) -> Exception:
+    """``err`` again, same type, its message prefixed with the listener and the moment."""
+    if getattr(err, "_cutedl_listener", False):
+        return err
+    msg = f"listener {lst!r} failed in on_{event} (step {step}): {err}"
+    try:
+        new = type(err)(msg)
+        if str(new) != msg:
+            raise TypeError
+    except Exception:
+        new = RuntimeError(f"{msg} ({type(err).__name__})")
+    new._cutedl_listener = True
+    return new
+
+
+class _InterruptGuard:
+    """During fit, the first Ctrl-C asks for a stop at the next batch boundary; the second aborts.
+
+    Installed only in the main thread and only over Python's default SIGINT handler (a handler
+    the user installed is left alone).
+    """
+
+    def __init__(self, session):
+        self.session = session
+        self.installed = False
+        self.aborting = False
+        self.presses = 0
+
+    def __enter__(self):
+        if (threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
+            self.previous = signal.signal(signal.SIGINT, self._handler)
+            self.installed = True
+        return self
+
+    def _handler(self, signum, frame):
+        self.presses += 1
+        if self.presses == 1:
+            self.session._stop_reason = "interrupted"
+            return
+        self.aborting = True
+        self._restore()
+        raise KeyboardInterrupt
+
+    def _restore(self):
+        if self.installed:
+            signal.signal(signal.SIGINT, self.previous)
+            self.installed = False
+
+    def __exit__(self, *exc):
+        self._restore()
+        return False
 
 
 class _Accumulator:

@@ -44,12 +44,20 @@ def _check_optimizers(result):
         assert 0.0 <= r["best_val_accuracy"] <= 1.0 and math.isfinite(r["final_val_loss"])
 
 
+def _check_resume(result):
+    assert result["same_weights"] and result["same_history"] and result["max_diff"] == 0.0
+    assert result["resumed_at"] == {"epoch": 1, "batches_done": 3, "epoch_done": False, "samples": 300}
+    assert len(result["history"]) == result["csv_rows"] == 2
+
+
 SMOKE = {
     "mnist_mlp": (["--epochs", "1", "--limit", "300", "--verbose", "0"], _check_mnist_mlp),
     "linear_regression": (["--epochs", "2", "--samples", "200"], _check_linear_regression),
     "early_stopping": (["--epochs", "3", "--limit", "300", "--patience", "0", "2", "--min-delta", "0", "0.01",
                         "--verbose", "0"], _check_early_stopping),
     "optimizers": (["--epochs", "1", "--limit", "300", "--set-lr", "sgd=0.2"], _check_optimizers),
+    "resume": (["--epochs", "2", "--limit", "300", "--kill-at", "5", "--every", "3", "--val-steps", "0"],
+               _check_resume),
 }
 
 # ---- convolution examples (issue 3) ----

@@ -167,7 +167,7 @@ class Flatten(Layer):
     def forward(self, x, training=False):
         self.check_input(x)
         self._shape = x.shape
-        return x.reshape(x.shape[0], -1)
+        return x.reshape((x.shape[0],) + self.outshape)  # (batch, d1, d2, ...) -> (batch, d1*d2*...); an empty batch too
 
     def backward(self, grad):
         return grad.reshape(self._shape)
