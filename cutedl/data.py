@@ -22,6 +22,12 @@ class Dataset:
         shuffle: new random order every epoch.
         drop_remainder: drop the last, smaller batch.
         seed: seed of the shuffling generator (default: drawn from the global one).
+        transform: optional callable ``transform(x_batch) -> x_batch`` applied to every input
+            batch as it is drawn (never to ``y``, never to the stored data), e.g. the random
+            crops and flips of :mod:`cutedl.augment`. Give it to the training Dataset only;
+            :meth:`batches` with ``transform=False`` skips it (e.g. to evaluate on the training
+            data). It must return a new array, not modify its argument: unshuffled batches are
+            views of the data.
     Example:
         >>> ds = Dataset(x_train, y_train, batch_size=128)
         >>> len(ds)            # batches per epoch
@@ -30,7 +36,7 @@ class Dataset:
     """
 
     def __init__(self, x, y=None, batch_size: int = 32, shuffle: bool = True,
-                 drop_remainder: bool = False, seed=None):
+                 drop_remainder: bool = False, seed=None, transform=None):
         x = _as_array(x, "x")
         if y is not None:
             y = _as_array(y, "y")
@@ -53,6 +59,9 @@ class Dataset:
         self.drop_remainder = bool(drop_remainder)
         self.seed = seed
         self._rng = rng.make_rng(seed)
+        if transform is not None and not callable(transform):
+            raise TypeError(f"Dataset: transform must be a callable taking a batch of inputs, got {transform!r}.")
+        self.transform = transform
         if self.drop_remainder and len(x) < self.batch_size:
             raise ValueError(f"Dataset: {len(x)} samples with batch_size={batch_size} and drop_remainder=True "
                              f"gives no batch at all. Lower batch_size or set drop_remainder=False.")
@@ -72,40 +81,65 @@ class Dataset:
         return self._rng.permutation(n) if self.shuffle else np.arange(n)
 
     def __iter__(self):
+        return self.batches()
+
+    def batches(self, transform: bool = True):
+        """The ``(x, y)`` batches of one epoch; ``transform=False`` skips the dataset's transform."""
         idx = self.order()
         for b in range(len(self)):
             sel = idx[b * self.batch_size:(b + 1) * self.batch_size]
             if not self.shuffle:
                 # contiguous slices are views: no copy at all
                 sl = slice(b * self.batch_size, b * self.batch_size + len(sel))
-                yield self.x[sl], (None if self.y is None else self.y[sl])
+                x, y = self.x[sl], (None if self.y is None else self.y[sl])
             else:
-                yield self.x[sel], (None if self.y is None else self.y[sel])
+                x, y = self.x[sel], (None if self.y is None else self.y[sel])
+            if transform and self.transform is not None:
+                x = self._apply_transform(x)
+            yield x, y
+
+    def _apply_transform(self, x):
+        out = self.transform(x)
+        if not hasattr(out, "shape") or len(out) != len(x):
+            got = getattr(out, "shape", type(out).__name__)
+            raise ValueError(f"Dataset: transform {self.transform!r} must return a batch of {len(x)} inputs, "
+                             f"got {got}.")
+        return out
 
     def split(self, fraction: float):
         """``(rest, last)``: the last ``fraction`` of samples (before shuffling) as a second dataset.
 
-        Like Keras' ``validation_split``: the held-out part never shuffles.
+        Like Keras' ``validation_split``: the held-out part never shuffles and gets no transform.
         """
-        if isinstance(fraction, (bool, np.bool_)) or not isinstance(fraction, (int, float, np.integer, np.floating)):
-            raise TypeError(f"validation_split must be a number in (0, 1), got {fraction!r}.")
-        fraction = float(fraction)
-        if not 0.0 < fraction < 1.0:
-            raise ValueError(f"validation_split must be in (0, 1), got {fraction}.")
-        n = len(self.x)
-        k = int(n * (1 - fraction))
-        if k <= 0 or k >= n:
-            raise ValueError(f"validation_split={fraction} of {n} samples leaves an empty part; "
-                             f"use more data or another fraction.")
+        k = _split_point(fraction, len(self.x))
         y = self.y
         first = Dataset(self.x[:k], None if y is None else y[:k], self.batch_size, self.shuffle,
-                        self.drop_remainder, self._rng)
+                        self.drop_remainder, self._rng, self.transform)
         last = Dataset(self.x[k:], None if y is None else y[k:], self.batch_size, False)
         return first, last
 
+    def head(self, n: int = 2) -> tuple:
+        """The first ``n`` samples as a batch ``(x, y)``, without touching the shuffling generator."""
+        return self.x[:n], (None if self.y is None else self.y[:n])
+
     def __repr__(self) -> str:
+        extra = "" if self.transform is None else f", transform={self.transform!r}"
         return (f"Dataset(samples={len(self.x)}, batch_size={self.batch_size}, batches={len(self)}, "
-                f"shuffle={self.shuffle})")
+                f"shuffle={self.shuffle}{extra})")
+
+
+def _split_point(fraction, n: int) -> int:
+    """How many of ``n`` samples stay in training for ``validation_split=fraction``."""
+    if isinstance(fraction, (bool, np.bool_)) or not isinstance(fraction, (int, float, np.integer, np.floating)):
+        raise TypeError(f"validation_split must be a number in (0, 1), got {fraction!r}.")
+    fraction = float(fraction)
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"validation_split must be in (0, 1), got {fraction}.")
+    k = int(n * (1 - fraction))
+    if k <= 0 or k >= n:
+        raise ValueError(f"validation_split={fraction} of {n} samples leaves an empty part; "
+                         f"use more data or another fraction.")
+    return k
 
 
 def _as_array(a, what):
@@ -133,8 +167,10 @@ def _check_finite(a, what):
 
 
 # ---- image augmentation (issue 3): implemented in cutedl/augment.py, re-exported here ----
+from cutedl.augment import Compose, RandomCrop, RandomFlip, Transform, random_crop, random_flip  # noqa: E402,F401
 # ---- end of image augmentation ----
 
 
 # ---- sequence data (issue 4): implemented in cutedl/sequences.py, re-exported here ----
+from cutedl.sequences import SequenceDataset, pad_sequences  # noqa: E402,F401  (needs Dataset above)
 # ---- end of sequence data ----

@@ -19,7 +19,7 @@ import numpy as np
 from cutedl import backend
 from cutedl._io import atomic_write
 from cutedl.backend import xp
-from cutedl.layers.base import Layer, _fmt_shape, _snake, unique_name, registry as layer_registry
+from cutedl.layers.base import Layer, _fmt_shape, _snake, forward_takes_mask, unique_name, registry as layer_registry
 
 FORMAT = "cutedl-model"
 FORMAT_VERSION = 1
@@ -74,6 +74,13 @@ class Model:
             if layer.name is None:
                 layer.name = unique_name(_snake(type(layer).__name__), taken)
                 taken.add(layer.name)
+        for layer in self.layers:
+            if getattr(layer, "returns_list", False):
+                raise ValueError(
+                    f"Layer {layer.describe()} returns a list of arrays (return_state=True, or "
+                    f"Bidirectional with merge_mode=None), but a sequential Model passes one array from "
+                    f"layer to layer. Use return_state=False and read layer.states after a forward (or "
+                    f"a merge_mode), or call the layer on its own (layer._build(inshape); layer.forward(x)).")
         for i, layer in enumerate(self.layers):
             # Later layers must not keep an inshape from a previous assemble.
             if i > 0 and layer.built:
@@ -132,17 +139,32 @@ class Model:
         return x
 
     def forward(self, x, training: bool = False, logits: bool = False):
-        """Run every layer. ``logits=True`` makes the last layer skip its activation (fused losses)."""
-        if x.dtype != self.dtype:
+        """Run every layer. ``logits=True`` makes the last layer skip its activation (fused losses).
+
+        Masks flow along (see :mod:`cutedl.layers.base`): after each layer its ``compute_mask``
+        gives the mask of its output, passed as ``mask=`` to the next layer whose ``forward``
+        takes one. The last layer's output mask is kept in ``self.output_mask``.
+        """
+        if x.dtype != self.dtype and x.dtype.kind == "f":
             x = x.astype(self.dtype)
         last = self.layers[-1]
         last.output_logits = logits
+        mask = None
         for layer in self.layers:
-            x = layer.forward(x, training=training)
+            if mask is not None and forward_takes_mask(layer):
+                y = layer.forward(x, training=training, mask=mask)
+            else:
+                y = layer.forward(x, training=training)
+            mask = layer.compute_mask(x, mask)
+            x = y
+        self.output_mask = mask
         return x
 
     def backward(self, grad, input_grad: bool = False):
         """Backpropagate dL/doutput through every layer, setting every param's grad.
+
+        Masks need no handling here: a layer that took a mask in ``forward`` cached it and gives
+        masked steps no gradient.
 
         Returns dL/dinput when ``input_grad`` is True, else None: the first layer then skips its
         input gradient, a quarter of an MLP's backward FLOPs.
@@ -151,6 +173,13 @@ class Model:
         for layer in reversed(self.layers):
             grad = layer.backward(grad)
         return grad
+
+    def reset_states(self) -> None:
+        """Clear the carried state of every stateful layer (``stateful=True`` RNNs, wrappers)."""
+        for layer in self.layers:
+            reset = getattr(layer, "reset_states", None)
+            if reset is not None:
+                reset()
 
     def predict(self, x, batch_size: int | None = None):
         """Outputs for ``x`` (inference mode), computed ``batch_size`` rows at a time (all at once if None)."""

@@ -396,7 +396,7 @@ class Session:
 
     def _check_first_batch(self, ds, what):
         """Catch shape/label problems before training starts, with the loss's own message."""
-        x, y = ds.x[:2], None if ds.y is None else ds.y[:2]
+        x, y = ds.head(2)
         if y is None:
             raise ValueError(f"fit: {what} has no labels (y is None); supervised training needs (x, y).")
         x = self.model.check_input(x)

@@ -6,6 +6,8 @@
 For a layer the scalar checked is ``L = sum(forward(x) * r)`` for a fixed random ``r``; its
 analytic gradients come from ``backward(r)`` and are compared with
 ``(L(v + eps) - L(v - eps)) / (2 eps)`` for every element of ``x`` and of every parameter.
+A non-trainable param that ``backward`` leaves without a gradient (layer state, such as
+BatchNormalization's moving statistics) is reported as None: not checked.
 """
 from __future__ import annotations
 
@@ -66,12 +68,16 @@ def check_gradients(target, x=None, inshape=None, y=None, batch_size: int = 3, t
     Args:
         target: a ``Layer`` (built or not; checked as a float64 copy), an activation (name or
             object) or a ``Loss`` instance.
-        x: input (float64); drawn from N(0, 1) with ``batch_size`` rows when None.
+        x: input (float64); drawn from N(0, 1) with ``batch_size`` rows when None (uniform integers
+            in ``[0, layer.integer_input)`` for a layer that takes indices, like Embedding). An
+            integer ``x`` has no input gradient: only the parameters are checked.
         inshape: input shape without batch, when ``x`` is None and the layer has none.
         y: targets for a loss (required for losses).
         training: forward mode for layers (random layers replay the same draws each call).
     Returns:
-        ``{'input': max_abs_error, '<param name>': max_abs_error, ...}``.
+        ``{'input': max_abs_error, '<param name>': max_abs_error, ...}`` (no ``'input'`` for integer
+        x); a non-trainable param that ``backward`` leaves without a gradient (layer state such as
+        moving statistics) maps to None: it is not checked.
     Raises:
         GradientCheckError: on the first disagreeing gradient, naming it.
     """
@@ -113,7 +119,9 @@ def check_gradients(target, x=None, inshape=None, y=None, batch_size: int = 3, t
         inshape = x.shape[1:]
     layer = _as_float64_layer(target, inshape)
     if x is None:
-        x = rs.standard_normal((batch_size,) + tuple(layer.inshape))
+        high = getattr(layer, "integer_input", None)  # e.g. Embedding: indices in [0, high)
+        shape = (batch_size,) + tuple(layer.inshape)
+        x = rs.standard_normal(shape) if high is None else rs.integers(0, high, shape)
     gen = getattr(layer, "_rng", None)
     state = gen.bit_generator.state if gen is not None else None
 
@@ -135,6 +143,11 @@ def check_gradients(target, x=None, inshape=None, y=None, batch_size: int = 3, t
     if x.dtype.kind == "f":
         report["input"] = _compare(f"layer {layer.describe()} input", dx, numerical_gradient(f, x, eps), rtol, atol)
     for p in layer.params:
+        if grads[p.name] is None and not p.trainable:
+            # State, not a parameter the loss trains (e.g. BatchNormalization's moving statistics):
+            # backward leaves its grad None by design, and the report says it was not checked.
+            report[p.name] = None
+            continue
         if grads[p.name] is None:
             raise GradientCheckError(f"layer {layer.describe()}: backward did not set {p.name}.grad.")
         report[p.name] = _compare(p.name, grads[p.name], numerical_gradient(f, p.value, eps), rtol, atol)

@@ -61,25 +61,92 @@ SMOKE = {
 }
 
 # ---- convolution examples (issue 3) ----
-CONV_SMOKE: dict = {}
+def _check_mnist_cnn(result):
+    assert set(result["runs"]) == {"plain", "batchnorm"}
+    for run in result["runs"].values():
+        assert 0.0 <= run["test_accuracy"] <= 1.0 and math.isfinite(run["test_loss"])
+        assert len(run["history"]) == 1
+    assert result["test_accuracy"] == result["runs"]["plain"]["test_accuracy"]
+
+
+CONV_SMOKE: dict = {
+    "mnist_cnn": (["--epochs", "1", "--limit", "200", "--batchnorm", "--verbose", "0"], _check_mnist_cnn),
+}
 SMOKE.update(CONV_SMOKE)
 # ---- end of convolution examples ----
 
 
 # ---- CIFAR-10 example (issue 3) ----
-CIFAR_SMOKE: dict = {}
+import os as _os  # noqa: E402
+import shutil as _shutil  # noqa: E402
+import tempfile as _tempfile  # noqa: E402
+
+from _cifar10_archive import make_data as _cifar_data, write_archive as _write_cifar  # noqa: E402
+
+# A tiny archive in the real format (200 training, 30 test images), written once for this module.
+_CIFAR_ARCHIVE = Path(_tempfile.gettempdir()) / f"cutedl-cifar10-smoke-{_os.getpid()}" / "cifar-10-python.tar.gz"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _cifar_archive():
+    _CIFAR_ARCHIVE.parent.mkdir(exist_ok=True)
+    _write_cifar(_CIFAR_ARCHIVE, _cifar_data(n_train_per_batch=40, n_test=30))
+    yield
+    _shutil.rmtree(_CIFAR_ARCHIVE.parent, ignore_errors=True)
+
+
+def _check_cifar10_cnn(result):
+    assert 0.0 <= result["test_accuracy"] <= 1.0 and math.isfinite(result["test_loss"])
+    assert len(result["history"]) == 1 and result["batch_norm"] and result["augment"]
+
+
+CIFAR_SMOKE: dict = {
+    "cifar10_cnn": (["--epochs", "1", "--data", str(_CIFAR_ARCHIVE), "--augment", "--width", "4",
+                     "--verbose", "0"], _check_cifar10_cnn),
+}
 SMOKE.update(CIFAR_SMOKE)
 # ---- end of CIFAR-10 example ----
 
 
 # ---- recurrent examples (issue 4) ----
-RECURRENT_SMOKE: dict = {}
+def _check_mnist_rnn(result):
+    assert [r["cell"] for r in result["rows"]] == ["lstm", "gru"]
+    for r in result["rows"]:
+        assert 0.0 <= r["test_accuracy"] <= 1.0 and math.isfinite(r["test_loss"]) and r["epochs"] == 1
+    assert [len(h) for h in result["histories"].values()] == [1, 1]
+
+
+def _check_rnn_function_fit(result):
+    assert [(r["function"], r["cell"]) for r in result["rows"]] == [
+        ("sine", "lstm"), ("sine", "gru"), ("sum of sines", "lstm"), ("sum of sines", "gru")]
+    for r in result["rows"]:
+        assert math.isfinite(r["test_mse"]) and r["last_input_mse"] > 0 and r["epochs"] == 2
+
+
+RECURRENT_SMOKE: dict = {
+    "mnist_rnn": (["--epochs", "1", "--limit", "300", "--units", "16", "--verbose", "0"], _check_mnist_rnn),
+    "rnn_function_fit": (["--epochs", "2", "--points", "300", "--units", "8", "--steps", "10"],
+                         _check_rnn_function_fit),
+}
 SMOKE.update(RECURRENT_SMOKE)
 # ---- end of recurrent examples ----
 
 
 # ---- text examples (issue 4) ----
-TEXT_SMOKE: dict = {}
+def _check_text_generation(result):
+    assert len(result["history"]) == 1
+    assert math.isclose(result["val_perplexity"], math.exp(result["val_loss"]))
+    # one epoch on 4,000 characters: a little better than guessing uniformly, far from perfect
+    assert 1.0 < result["val_perplexity"] < result["vocab_size"]
+    epoch, texts = result["samples"][-1]
+    assert epoch == 1 and sorted(texts) == [0.2, 0.5, 1.0]
+    assert all(len(s) == 20 for s in texts.values())
+
+
+TEXT_SMOKE: dict = {
+    "text_generation": (["--epochs", "1", "--limit", "4000", "--seq-len", "16", "--units", "16",
+                         "--sample-len", "20", "--verbose", "0"], _check_text_generation),
+}
 SMOKE.update(TEXT_SMOKE)
 # ---- end of text examples ----
 

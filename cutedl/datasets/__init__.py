@@ -17,8 +17,14 @@ __all__ = ["mnist", "fashion_mnist", "idx", "cache", "normalize", "one_hot", "Ch
            "DatasetSource", "DownloadError"]
 
 # ---- CIFAR-10 (issue 3) ----
+from cutedl.datasets import cifar10  # noqa: E402
+
+__all__ += ["cifar10"]
 # ---- end of CIFAR-10 ----
 
 
 # ---- IMDB (issue 4) ----
+from cutedl.datasets import imdb  # noqa: E402
+
+__all__ += ["imdb"]
 # ---- end of IMDB ----

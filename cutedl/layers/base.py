@@ -8,10 +8,29 @@ Lifecycle of a layer:
 3. ``forward(x, training=False)`` computes the output and caches what ``backward`` needs.
 4. ``backward(grad)`` *assigns* every ``param.grad`` and returns dL/dx. Neither ``x`` nor ``grad``
    is ever modified in place.
+
+Masks (sequences padded to a common length):
+
+- A mask is a bool array ``(batch, T)``, True where the time step is real, False where it is
+  padding; ``None`` means "no mask" (every step is real).
+- ``compute_mask(x, mask=None)`` returns the mask of the layer's *output*, given its input ``x``
+  and the input's mask. The default passes ``mask`` through when the class sets
+  ``supports_masking = True`` (layers that keep the time axis and treat steps independently:
+  Dense, Dropout, Activation, TimeDistributed) and returns None otherwise, so a mask is dropped by
+  layers that cannot honour it (Flatten, Reshape, ...). Layers that create a mask override it
+  (``Embedding(mask_zero=True)`` returns ``x != 0``, ``Masking`` marks all-``mask_value`` steps),
+  and so do layers that consume one (an RNN with ``return_sequences=False`` returns None).
+- A layer *receives* its input mask by declaring a ``mask=None`` keyword in ``forward``:
+  ``forward(x, training=False, mask=None)``. :class:`~cutedl.Model` calls ``compute_mask`` after
+  every layer and passes the current mask to the next layer whose ``forward`` takes ``mask``
+  (see :func:`forward_takes_mask`). Such a layer caches the mask it needs, so ``backward(grad)``
+  keeps its signature: a masked step gets no gradient.
 """
 from __future__ import annotations
 
 import collections
+import functools
+import inspect
 import re
 
 from cutedl import backend
@@ -21,7 +40,8 @@ _name_counts: collections.Counter = collections.Counter()
 
 
 def _snake(name: str) -> str:
-    s = re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", name)
+    """'BatchNormalization' -> 'batch_normalization'; a digit binds to its word: 'Conv2D' -> 'conv2d'."""
+    s = re.sub(r"(?<=[a-z])([A-Z])", r"_\1", name)
     s = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", s)
     return s.lower()
 
@@ -89,7 +109,12 @@ class Layer:
 
     Subclasses implement ``build``, ``forward``, ``backward`` and, if they take extra
     arguments, ``get_config``.
+
+    Class attribute ``supports_masking``: True when the input mask (see the module docstring)
+    applies unchanged to the output, so :meth:`compute_mask` passes it on.
     """
+
+    supports_masking = False
 
     def __init__(self, inshape=None, name: str | None = None, trainable: bool = True, dtype=None):
         if name is not None and (not isinstance(name, str) or not name or "/" in name):
@@ -137,7 +162,9 @@ class Layer:
         from cutedl import initializers, regularizers
 
         init = initializers.get(initializer)
-        value = xp.asarray(init(tuple(shape), dtype=self.dtype), dtype=self.dtype)
+        # C order always: some initializers (Orthogonal of a wide matrix) return a transposed
+        # view, and in-place updates through reshape(-1) views must reach the parameter itself.
+        value = xp.ascontiguousarray(init(tuple(shape), dtype=self.dtype), dtype=self.dtype)
         reg = regularizers.get(regularizer) if regularizer is not None else None
         p = Param(f"{self.name}/{name}", value, trainable=trainable and self.trainable, regularizer=reg)
         self._params.append(p)
@@ -162,6 +189,14 @@ class Layer:
     def backward(self, grad):
         """Given dL/doutput, assign every ``param.grad`` and return dL/dinput."""
         raise NotImplementedError
+
+    def compute_mask(self, x, mask=None):
+        """The output's mask (bool ``(batch, T)``, True = real step) or None.
+
+        ``x`` is this layer's input and ``mask`` the input's mask. The default passes ``mask``
+        through when ``supports_masking`` is True, else drops it (None).
+        """
+        return mask if self.supports_masking else None
 
     def check_input(self, x):
         """Raise a teaching error unless ``x`` is a float array of shape ``(batch, *inshape)``."""
@@ -217,6 +252,16 @@ class Layer:
     def __repr__(self) -> str:
         out = f", outshape={self.outshape}" if self.built else ""
         return f"{type(self).__name__}(name={self.name!r}{out})"
+
+
+@functools.lru_cache(maxsize=None)
+def _takes_mask(forward_func) -> bool:
+    return "mask" in inspect.signature(forward_func).parameters
+
+
+def forward_takes_mask(layer) -> bool:
+    """Whether ``layer.forward`` accepts a ``mask=`` keyword (how a layer asks for its input mask)."""
+    return _takes_mask(type(layer).forward)
 
 
 def _as_shape(shape, who) -> tuple:

@@ -30,6 +30,8 @@ class Dense(Layer):
         >>> Dense(10, inshape=784, activation='relu')
     """
 
+    supports_masking = True  # per-step: a (batch, T) mask applies unchanged to the output
+
     def __init__(self, units: int, activation=None, use_bias: bool = True,
                  kernel_initializer="glorot_uniform", bias_initializer="zeros",
                  kernel_regularizer=None, bias_regularizer=None, **kwargs):
@@ -92,6 +94,17 @@ class Dense(Layer):
         return cfg
 
 
+def _check_rate(who: str, arg: str, value) -> float:
+    """A dropout fraction in [0, 1) as a float, or a teaching error."""
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{who}: {arg} must be a number in [0, 1), got {value!r}.") from None
+    if not 0.0 <= value < 1.0:
+        raise ValueError(f"{who}: {arg} is the fraction dropped and must be in [0, 1), got {value}.")
+    return value
+
+
 def _ser_reg(reg):
     return None if reg is None else regularizers.registry.serialize(reg)
 
@@ -109,15 +122,11 @@ class Dropout(Layer):
     Input/Output shape: any, unchanged.
     """
 
+    supports_masking = True
+
     def __init__(self, rate: float, seed=None, **kwargs):
         super().__init__(**kwargs)
-        try:
-            rate = float(rate)
-        except (TypeError, ValueError):
-            raise TypeError(f"Dropout: rate must be a number in [0, 1), got {rate!r}.") from None
-        if not 0.0 <= rate < 1.0:
-            raise ValueError(f"Dropout: rate is the fraction dropped and must be in [0, 1), got {rate}.")
-        self.rate = rate
+        self.rate = _check_rate("Dropout", "rate", rate)
         self.seed = seed
         self._rng = rng.make_rng(seed)
 
@@ -212,6 +221,8 @@ class Reshape(Layer):
 @registry.register("Activation")
 class Activation(Layer):
     """Apply an activation function as its own layer: ``Activation('softmax')``."""
+
+    supports_masking = True
 
     def __init__(self, activation, **kwargs):
         super().__init__(**kwargs)

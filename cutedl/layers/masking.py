@@ -1,0 +1,63 @@
+"""Masking: mark padded time steps of a float sequence so that later layers skip them."""
+from __future__ import annotations
+
+import math
+
+from cutedl.backend import xp
+from cutedl.layers.base import Layer, registry
+
+
+@registry.register("Masking")
+class Masking(Layer):
+    """Mask every time step whose features all equal ``mask_value`` (Keras ``Masking``).
+
+    The output is the input with masked steps set to zero; the output mask (see
+    :mod:`cutedl.layers.base`) is True where at least one feature differs from ``mask_value``.
+    A following RNN leaves its state unchanged on masked steps, so padding does not change its
+    result; masked steps get no gradient.
+
+    Args:
+        mask_value: the padding value (default 0.0).
+    Input shape: ``(batch, T, features...)``. Output shape: the same.
+    Example:
+        >>> Model([Masking(0.0, inshape=(None, 3)), LSTM(16), Dense(1)])
+    """
+
+    def __init__(self, mask_value: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        try:
+            self.mask_value = float(mask_value)
+        except (TypeError, ValueError):
+            raise TypeError(f"Masking: mask_value must be a number, got {mask_value!r}.") from None
+        if math.isnan(self.mask_value):
+            raise ValueError("Masking: mask_value must not be NaN (NaN never equals itself, so nothing "
+                             "would be masked).")
+
+    def build(self, inshape):
+        if len(inshape) < 2:
+            raise ValueError(f"Layer {self.describe()} needs input (batch, T, features), got "
+                             f"(batch, {', '.join(map(str, inshape))}). Add a features axis, e.g. "
+                             f"x[..., None] and inshape=(T, 1).")
+        self.outshape = tuple(inshape)
+
+    def compute_mask(self, x, mask=None):
+        # True where any feature of the step differs from mask_value: (batch, T)
+        keep = x != self.mask_value
+        return keep.reshape(keep.shape[0], keep.shape[1], -1).any(axis=-1)
+
+    def forward(self, x, training=False):
+        self.check_input(x)
+        self._keep = self.compute_mask(x)  # (batch, T) bool
+        return self._zero_masked(x)
+
+    def backward(self, grad):
+        return self._zero_masked(grad)
+
+    def _zero_masked(self, a):
+        keep = self._keep.reshape(self._keep.shape + (1,) * (a.ndim - 2))
+        return xp.multiply(a, keep, dtype=a.dtype)
+
+    def get_config(self):
+        cfg = super().get_config()
+        cfg.update(mask_value=self.mask_value)
+        return cfg

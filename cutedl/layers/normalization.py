@@ -1,0 +1,359 @@
+"""Normalization layers: BatchNormalization, LayerNormalization.
+
+Both compute ``y = gamma * (x - mean) / sqrt(var + epsilon) + beta``; they differ in which axes
+the statistics are taken over:
+
+* ``BatchNormalization`` normalizes each *channel* (or feature) with statistics over the batch
+  and every other axis: over ``(batch, H, W)`` for a channels-first conv map ``(batch, C, H, W)``,
+  over the batch for ``(batch, features)``. While training it uses the statistics of the current
+  batch and updates moving averages of them; at inference it uses the moving averages.
+* ``LayerNormalization`` normalizes each *sample* over its feature axes (the last by default),
+  the same way in training and inference.
+
+Variances are biased (divided by the count, not count - 1), in the batch statistics and in the
+moving variance alike, as in Keras.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+
+from cutedl import initializers, regularizers
+from cutedl.backend import xp
+from cutedl.layers.base import Layer, _fmt_shape, registry
+
+
+def _check_float(who: str, name: str, value, low: float, high: float | None = None,
+                 low_inclusive: bool = True) -> float:
+    """``value`` as a float in ``[low, high)`` (``(low, ...)`` when not ``low_inclusive``)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise TypeError(f"{who}: {name} must be a finite number, got {value!r}.")
+    v = float(value)
+    too_low = v < low if low_inclusive else v <= low
+    if too_low or (high is not None and v >= high):
+        bound = f"[{low}, {high})" if high is not None else (f">= {low}" if low_inclusive else f"> {low}")
+        raise ValueError(f"{who}: {name} must be {bound}, got {value!r}.")
+    return v
+
+
+def _check_axis(who: str, axis) -> int:
+    if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
+        raise TypeError(f"{who}: axis must be an int, got {type(axis).__name__} {axis!r}.")
+    if axis == 0:
+        raise ValueError(f"{who}: axis=0 is the batch axis and cannot be normalized over; use 1 for "
+                         f"channels-first conv maps (batch, C, H, W) or -1 for the last (feature) axis.")
+    return int(axis)
+
+
+def _resolve_axis(layer: Layer, axis: int, inshape) -> int:
+    """``axis`` (negative allowed) as a positive index into ``(batch, *inshape)``, or a teaching error."""
+    ndim = len(inshape) + 1
+    a = axis + ndim if axis < 0 else axis
+    if not 1 <= a < ndim:
+        raise ValueError(f"Layer {layer.describe()}: axis={axis} is out of range for input of shape "
+                         f"{_fmt_shape(inshape)} ({ndim} axes, the batch axis 0 excluded). Use axis=1 for "
+                         f"channels-first maps or axis=-1 for the last axis.")
+    if inshape[a - 1] is None:
+        raise ValueError(f"Layer {layer.describe()}: the normalized axis {axis} of input {_fmt_shape(inshape)} "
+                         f"must have a known size.")
+    return a
+
+
+def _ser_reg(reg):
+    return None if reg is None else regularizers.registry.serialize(reg)
+
+
+class _Normalization(Layer):
+    """What both layers share: the affine ``gamma``/``beta`` options and their config."""
+
+    def __init__(self, epsilon: float, center: bool, scale: bool, beta_initializer, gamma_initializer,
+                 beta_regularizer, gamma_regularizer, **kwargs):
+        super().__init__(**kwargs)
+        who = type(self).__name__
+        self.epsilon = _check_float(who, "epsilon", epsilon, 0.0, low_inclusive=False)
+        self.center = bool(center)
+        self.scale = bool(scale)
+        self.beta_initializer = initializers.get(beta_initializer)
+        self.gamma_initializer = initializers.get(gamma_initializer)
+        self.beta_regularizer = regularizers.get(beta_regularizer)
+        self.gamma_regularizer = regularizers.get(gamma_regularizer)
+
+    def _add_affine(self, shape):
+        self.gamma = self.add_param("gamma", shape, self.gamma_initializer, self.gamma_regularizer) \
+            if self.scale else None
+        self.beta = self.add_param("beta", shape, self.beta_initializer, self.beta_regularizer) \
+            if self.center else None
+
+    def _affine_config(self) -> dict:
+        ser = initializers.registry.serialize
+        return {"epsilon": self.epsilon, "center": self.center, "scale": self.scale,
+                "beta_initializer": ser(self.beta_initializer), "gamma_initializer": ser(self.gamma_initializer),
+                "beta_regularizer": _ser_reg(self.beta_regularizer),
+                "gamma_regularizer": _ser_reg(self.gamma_regularizer)}
+
+    def _buffer(self, name: str, shape, dtype):
+        """A scratch array kept on the layer and reused while the shape stays the same.
+
+        Only for arrays that never leave the layer (outputs and input gradients are always new):
+        fresh activation-sized temporaries are page-faulted in on every step, which costs more
+        than the arithmetic on them.
+        """
+        buf = self.__dict__.get(name)
+        if buf is None or buf.shape != shape or buf.dtype != dtype:
+            buf = xp.empty(shape, dtype=dtype)
+            setattr(self, name, buf)
+        return buf
+
+    def _set_grad(self, param, value):
+        """Assign ``param.grad`` from ``value`` (shape of the param), reusing the buffer."""
+        if param is None:
+            return
+        value = value.reshape(param.shape)
+        if param.grad is None or param.grad.shape != param.shape or param.grad.dtype != param.dtype:
+            param.grad = xp.array(value, dtype=param.dtype)
+        else:
+            param.grad[...] = value
+
+
+@registry.register("BatchNormalization")
+class BatchNormalization(_Normalization):
+    """Normalize each channel with batch statistics while training, moving statistics at inference.
+
+    Training (``forward(x, training=True)``): with ``mean`` and biased ``var`` of the batch taken
+    per channel over every axis but ``axis``, ``y = gamma * (x - mean) / sqrt(var + epsilon) + beta``,
+    and the moving statistics are updated in place:
+    ``moving_mean = momentum * moving_mean + (1 - momentum) * mean`` (same for the variance).
+    Inference (``training=False``) uses ``moving_mean`` / ``moving_variance`` instead and changes
+    nothing. A layer created with ``trainable=False`` always runs in inference mode (the Keras
+    rule for fine-tuning).
+
+    Args:
+        axis: the channel/feature axis of ``(batch, ...)``: 1 (default) is the channel axis of
+            channels-first conv maps ``(batch, C, H, W)`` / ``(batch, C, L)`` and the feature axis
+            of ``(batch, features)``; -1 is the last axis.
+        momentum: weight of the old moving statistics, in [0, 1) (the Keras meaning: PyTorch's
+            ``momentum=0.1`` is ``momentum=0.9`` here).
+        epsilon: added to the variance, > 0.
+        center: learn an offset ``beta`` (else 0).
+        scale: learn a factor ``gamma`` (else 1).
+        beta_initializer / gamma_initializer / moving_mean_initializer / moving_variance_initializer:
+            initializer names or objects (default zeros / ones / zeros / ones).
+        beta_regularizer / gamma_regularizer: optional regularizers.
+    Input shape: ``(batch, ...)`` of at least 2 axes. Output shape: the same.
+    Params: ``gamma (C,)``, ``beta (C,)``, and the non-trainable ``moving_mean (C,)``,
+        ``moving_variance (C,)``, which optimizers leave alone but ``get_weights``/``save`` carry.
+    Example:
+        >>> Model([Conv2D(32, 3, inshape=(3, 32, 32)), BatchNormalization(), Activation('relu')])
+    """
+
+    def __init__(self, axis: int = 1, momentum: float = 0.99, epsilon: float = 1e-3, center: bool = True,
+                 scale: bool = True, beta_initializer="zeros", gamma_initializer="ones",
+                 moving_mean_initializer="zeros", moving_variance_initializer="ones",
+                 beta_regularizer=None, gamma_regularizer=None, **kwargs):
+        super().__init__(epsilon, center, scale, beta_initializer, gamma_initializer, beta_regularizer,
+                         gamma_regularizer, **kwargs)
+        self.axis = _check_axis("BatchNormalization", axis)
+        self.momentum = _check_float("BatchNormalization", "momentum", momentum, 0.0, 1.0)
+        self.moving_mean_initializer = initializers.get(moving_mean_initializer)
+        self.moving_variance_initializer = initializers.get(moving_variance_initializer)
+
+    def build(self, inshape):
+        a = _resolve_axis(self, self.axis, inshape)
+        channels = inshape[a - 1]
+        ndim = len(inshape) + 1
+        self._channel_axis = a   # statistics over every other axis
+        self._bshape = tuple(channels if i == a else 1 for i in range(ndim))   # (C,) broadcast to x
+        self._add_affine((channels,))
+        self.moving_mean = self.add_param("moving_mean", (channels,), self.moving_mean_initializer,
+                                          trainable=False)
+        self.moving_variance = self.add_param("moving_variance", (channels,),
+                                              self.moving_variance_initializer, trainable=False)
+        self.outshape = tuple(inshape)
+
+    def forward(self, x, training=False):
+        self.check_input(x)
+        if x.dtype != self.dtype:
+            x = x.astype(self.dtype)
+        one = self.dtype.type(1.0)
+        eps = self.dtype.type(self.epsilon)
+        self._training = bool(training) and self.trainable
+        if self._training:
+            count = x.size // self.moving_mean.size   # values per channel
+            inv_count = self.dtype.type(1.0 / count)
+            mean = self._channel_sum(x) * inv_count   # (C,)
+            xc = xp.subtract(x, mean.reshape(self._bshape), out=self._buffer("_xhat_buf", x.shape, x.dtype))
+            var = self._channel_dot(xc, xc) * inv_count   # biased variance, (C,)
+            inv = (one / xp.sqrt(var + eps)).reshape(self._bshape)
+            xhat = xc
+            xhat *= inv   # in place: xc is not needed any more
+            self._xhat = xhat
+            m = self.dtype.type(self.momentum)
+            for stat, batch in ((self.moving_mean, mean), (self.moving_variance, var)):
+                stat.value *= m
+                stat.value += (one - m) * batch
+            self._count = count
+            y = xhat * self.gamma.value.reshape(self._bshape) if self.gamma is not None else xhat.copy()
+        else:
+            inv = one / xp.sqrt(self.moving_variance.value + eps).reshape(self._bshape)
+            mean = self.moving_mean.value.reshape(self._bshape).copy()
+            self._x = x
+            self._mean = mean
+            # y = x * (gamma * inv) + (beta - mean * gamma * inv): one pass over x
+            k = inv if self.gamma is None else inv * self.gamma.value.reshape(self._bshape)
+            y = x * k
+            y -= mean * k
+        self._inv = inv
+        if self.beta is not None:
+            y += self.beta.value.reshape(self._bshape)
+        return y
+
+    def backward(self, grad):
+        if self._training:
+            xhat = self._xhat
+        else:
+            xhat = (self._x - self._mean) * self._inv
+        dbeta = self._channel_sum(grad)   # (C,)
+        dgamma = self._channel_dot(grad, xhat)
+        self._set_grad(self.beta, dbeta)
+        self._set_grad(self.gamma, dgamma)
+        if self.skip_input_grad:
+            return None
+        k = self._inv if self.gamma is None else self._inv * self.gamma.value.reshape(self._bshape)
+        if not self._training:
+            return grad * k   # the statistics are constants here
+        # Closed form of the batch-statistics backward, per channel over n = count values:
+        # dx = gamma * inv * (g - mean(g) - xhat * mean(g * xhat))
+        n = self.dtype.type(1.0 / self._count)
+        dx = xhat * (dgamma * n).reshape(self._bshape)
+        dx += (dbeta * n).reshape(self._bshape)
+        xp.subtract(grad, dx, out=dx)
+        dx *= k
+        return dx
+
+    # Per-channel reductions on the (outer, C, inner) view of a (batch, ..., C, ...) array: einsum
+    # reduces it in one pass, several times faster than xp.sum over a tuple of axes.
+    def _channel_view(self, a):
+        inner = math.prod(a.shape[self._channel_axis + 1:])
+        return a.reshape(-1, self.moving_mean.size, inner), inner
+
+    def _channel_sum(self, a):
+        """Sum over every axis but the channel axis: (batch, ..., C, ...) -> (C,)."""
+        v, inner = self._channel_view(a)
+        return xp.einsum("ocs->c", v) if inner > 1 else v.reshape(-1, v.shape[1]).sum(axis=0)
+
+    def _channel_dot(self, a, b):
+        """Per channel, the sum of ``a * b`` over every other axis, without an ``a * b`` temporary."""
+        va, inner = self._channel_view(a)
+        vb, _ = self._channel_view(b)
+        return xp.einsum("ocs,ocs->c", va, vb)
+
+    def get_config(self):
+        cfg = super().get_config()
+        ser = initializers.registry.serialize
+        cfg.update(axis=self.axis, momentum=self.momentum, **self._affine_config(),
+                   moving_mean_initializer=ser(self.moving_mean_initializer),
+                   moving_variance_initializer=ser(self.moving_variance_initializer))
+        return cfg
+
+
+@registry.register("LayerNormalization")
+class LayerNormalization(_Normalization):
+    """Normalize each sample over its feature axes: ``gamma * (x - mean) / sqrt(var + epsilon) + beta``.
+
+    The statistics are per sample (over ``axis``), so the layer behaves the same in training
+    and inference and has no moving statistics.
+
+    Args:
+        axis: an axis or a tuple of axes of ``(batch, ...)`` to normalize over (not the batch
+            axis 0); default -1, the last axis.
+        epsilon: added to the variance, > 0.
+        center: learn an offset ``beta`` (else 0).
+        scale: learn a factor ``gamma`` (else 1).
+        beta_initializer / gamma_initializer / beta_regularizer / gamma_regularizer: as in Dense.
+    Input shape: ``(batch, ...)``. Output shape: the same.
+    Params: ``gamma``, ``beta`` of the normalized axes' shape (e.g. ``(features,)``).
+    Example:
+        >>> LayerNormalization()   # on (batch, time, features): per time step over the features
+    """
+
+    def __init__(self, axis=-1, epsilon: float = 1e-3, center: bool = True, scale: bool = True,
+                 beta_initializer="zeros", gamma_initializer="ones", beta_regularizer=None,
+                 gamma_regularizer=None, **kwargs):
+        super().__init__(epsilon, center, scale, beta_initializer, gamma_initializer, beta_regularizer,
+                         gamma_regularizer, **kwargs)
+        axes = tuple(axis) if isinstance(axis, (tuple, list)) else (axis,)
+        if not axes:
+            raise ValueError("LayerNormalization: axis must name at least one axis, got an empty tuple.")
+        self.axis = tuple(_check_axis("LayerNormalization", a) for a in axes)
+
+    def build(self, inshape):
+        axes = sorted({_resolve_axis(self, a, inshape) for a in self.axis})
+        if len(axes) != len(self.axis):
+            raise ValueError(f"Layer {self.describe()}: axis={self.axis} names the same axis twice for input "
+                             f"{_fmt_shape(inshape)}.")
+        ndim = len(inshape) + 1
+        others = [i for i in range(ndim) if i not in axes]
+        # Work on a (rows, features) view: the normalized axes last, flattened. When they already
+        # are the trailing axes (the usual case) that is a free reshape; otherwise a transpose copy.
+        self._perm = tuple(others + axes)
+        self._inverse = tuple(self._perm.index(i) for i in range(ndim))
+        self._trailing = self._perm == tuple(range(ndim))
+        shape = tuple(inshape[i - 1] for i in axes)
+        self._features = math.prod(shape)
+        self._add_affine(shape)
+        self.outshape = tuple(inshape)
+
+    def _rows(self, a):
+        """``a`` as ``(rows, features)``: every normalized value of one row shares its statistics."""
+        if not self._trailing:
+            a = a.transpose(self._perm)
+        return a.reshape(-1, self._features)
+
+    def _unrows(self, a2, shape):
+        """Inverse of :meth:`_rows` for an input of ``shape``."""
+        if self._trailing:
+            return a2.reshape(shape)
+        return a2.reshape(tuple(shape[i] for i in self._perm)).transpose(self._inverse)
+
+    def forward(self, x, training=False):
+        self.check_input(x)
+        if x.dtype != self.dtype:
+            x = x.astype(self.dtype)
+        self._shape = x.shape
+        x2 = self._rows(x)   # (rows, F)
+        xhat = xp.subtract(x2, x2.mean(axis=1, keepdims=True), out=self._buffer("_xhat_buf", x2.shape, x2.dtype))
+        # biased variance per row without a squared temporary: (rows, F) . (rows, F) -> (rows,)
+        var = xp.einsum("ij,ij->i", xhat, xhat).reshape(-1, 1) * self.dtype.type(1.0 / self._features)
+        inv = self.dtype.type(1.0) / xp.sqrt(var + self.dtype.type(self.epsilon))   # (rows, 1)
+        xhat *= inv
+        self._xhat, self._inv = xhat, inv
+        y = xhat * self.gamma.value.reshape(-1) if self.gamma is not None else xhat.copy()
+        if self.beta is not None:
+            y += self.beta.value.reshape(-1)
+        return self._unrows(y, x.shape)
+
+    def backward(self, grad):
+        xhat = self._xhat
+        g2 = self._rows(grad)   # (rows, F)
+        if self.beta is not None:
+            self._set_grad(self.beta, g2.sum(axis=0))
+        if self.gamma is not None:
+            self._set_grad(self.gamma, xp.einsum("ij,ij->j", g2, xhat))
+        if self.skip_input_grad:
+            return None
+        # dx = inv * (gh - mean(gh) - xhat * mean(gh * xhat)), means per row, gh = g * gamma
+        if self.gamma is not None:
+            gh = xp.multiply(g2, self.gamma.value.reshape(-1), out=self._buffer("_gh_buf", g2.shape, self.dtype))
+        else:
+            gh = g2
+        n = self.dtype.type(1.0 / self._features)
+        dx = xhat * (xp.einsum("ij,ij->i", gh, xhat).reshape(-1, 1) * n)
+        dx += gh.mean(axis=1, keepdims=True)
+        xp.subtract(gh, dx, out=dx)
+        dx *= self._inv
+        return self._unrows(dx, self._shape)
+
+    def get_config(self):
+        cfg = super().get_config()
+        cfg.update(axis=list(self.axis) if len(self.axis) > 1 else self.axis[0], **self._affine_config())
+        return cfg
