@@ -69,6 +69,8 @@ class Session:
         self._warned_nan = False
         self._regularized = [p for p in model.params if p.regularizer is not None]
         self.listeners: list = []
+        self._train = self._val = self._backup = None
+        self._dirty = False
 
     def _plan_loss(self):
         """Decide whether to train on the last layer's logits (fusing softmax/sigmoid into the loss)."""
@@ -382,10 +384,12 @@ class Session:
 
     def training_state(self) -> dict:
         """Everything needed to resume at the current boundary (see :mod:`cutedl.checkpoint`)."""
+        if self._train is None:
+            raise RuntimeError("Session.training_state: nothing to save before the first fit.")
         if self._dirty:
             raise RuntimeError("Session.training_state: the fit is between two boundaries (in the middle of a "
-                               "step or a check); call it from a listener's on_batch_end or on_epoch_end "
-                               "through BackupAndRestore, or after fit.")
+                               "step, a check or an event); listeners.BackupAndRestore saves at the boundaries, "
+                               "or call it after fit.")
         data_state = (self._epoch_data_state if not self._position["epoch_done"]
                       else checkpoint.generator_states(self._train))
         return checkpoint.capture(self, self._train, self._val, data_state)

@@ -6,8 +6,6 @@
 For a layer the scalar checked is ``L = sum(forward(x) * r)`` for a fixed random ``r``; its
 analytic gradients come from ``backward(r)`` and are compared with
 ``(L(v + eps) - L(v - eps)) / (2 eps)`` for every element of ``x`` and of every parameter.
-A non-trainable param that ``backward`` leaves without a gradient (layer state, such as
-BatchNormalization's moving statistics) is reported as None: not checked.
 """
 from __future__ import annotations
 

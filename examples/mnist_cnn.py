@@ -10,15 +10,17 @@ convolution and the first dense layer, and the report compares the two runs.
 
     python examples/mnist_cnn.py                    # full run
     python examples/mnist_cnn.py --batchnorm        # plain and BatchNorm runs, compared
+    python examples/mnist_cnn.py --batchnorm --parallel   # the two runs in two processes at once
     python examples/mnist_cnn.py --epochs 1 --limit 500   # a smoke run
 """
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import time
 
 import cutedl
-from cutedl import Dataset, Model, Session, datasets, layers, listeners, losses, optimizers, reports
+from cutedl import Dataset, History, Model, Session, datasets, layers, listeners, losses, optimizers, reports
 
 
 def build_model(batchnorm: bool = False) -> Model:
@@ -78,6 +80,17 @@ def train(name: str, batchnorm: bool, data, args) -> dict:
             "seconds": seconds, "model": model}
 
 
+def _train_job(job) -> dict:
+    """One run in a worker process (``--parallel``): results with the history as a plain dict."""
+    name, batchnorm, args = job
+    r = train(name, batchnorm, load(args.limit), args)
+    if args.save and name == "plain":
+        r["model"].save(args.save)
+    del r["model"]
+    r["history"] = r["history"].to_dict()
+    return r
+
+
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--epochs", type=int, default=30)
@@ -87,21 +100,30 @@ def main(argv=None) -> dict:
     p.add_argument("--patience", type=int, default=3, help="early-stopping patience in epochs")
     p.add_argument("--batchnorm", action="store_true",
                    help="also train a BatchNormalization variant and compare both in the report")
+    p.add_argument("--parallel", action="store_true",
+                   help="with --batchnorm, train the two networks at the same time in two processes")
     p.add_argument("--limit", type=int, default=None, help="use only this many training samples")
     p.add_argument("--report", default="reports/mnist_cnn.png")
     p.add_argument("--save", default=None, help="save the trained (plain) model to this .npz file")
     p.add_argument("--verbose", type=int, default=1)
     args = p.parse_args(argv)
 
-    data = load(args.limit)
-    runs = {"plain": train("plain", False, data, args)}
+    jobs = [("plain", False)] + ([("batchnorm", True)] if args.batchnorm else [])
+    if args.parallel and len(jobs) > 1:
+        if "fork" not in multiprocessing.get_all_start_methods():
+            raise ValueError("--parallel needs the 'fork' start method (Linux, macOS); run without it.")
+        with multiprocessing.get_context("fork").Pool(len(jobs)) as pool:
+            done = pool.map(_train_job, [(name, bn, args) for name, bn in jobs])
+        runs = {name: dict(r, history=History.from_dict(r["history"])) for (name, _), r in zip(jobs, done)}
+    else:
+        data = load(args.limit)
+        runs = {name: train(name, bn, data, args) for name, bn in jobs}
+        if args.save:
+            runs["plain"]["model"].save(args.save)
     if args.batchnorm:
-        runs["batchnorm"] = train("batchnorm", True, data, args)
         reports.compare_report({k: r["history"] for k, r in runs.items()}, args.report,
                                keys=("loss", "val_loss", "val_accuracy"),
                                title="MNIST CNN: plain vs BatchNormalization (Adam)")
-    if args.save:
-        runs["plain"]["model"].save(args.save)
     plain = runs["plain"]
     print(f"report {args.report}")
     return {"test_accuracy": plain["test_accuracy"], "test_loss": plain["test_loss"],

@@ -241,3 +241,12 @@ def test_example_without_batch_norm_and_its_split(archive, tmp_path):
     model = _example().build_model(batch_norm=False)
     assert not any(type(l).__name__ == "BatchNormalization" for l in model.layers)
     assert sum(type(l).__name__ == "BatchNormalization" for l in _example().build_model().layers) == 5
+
+
+def test_example_channel_stats_match_numpy():
+    x = np.random.default_rng(0).integers(0, 256, (50, 3, 8, 8), dtype=np.uint8)
+    x[:, 1] //= 3
+    mean, std = _example().channel_stats(x)
+    np.testing.assert_allclose(mean, x.mean(axis=(0, 2, 3), keepdims=True) / 255.0, rtol=1e-12)
+    np.testing.assert_allclose(std, x.std(axis=(0, 2, 3), keepdims=True) / 255.0, rtol=1e-12)
+    assert mean.shape == (1, 3, 1, 1)

@@ -218,3 +218,25 @@ def test_sigkilled_process_resumes_bit_for_bit(tmp_path):
     for k in wa.files:
         np.testing.assert_array_equal(wa[k], wb[k])
     _same_history(History.load(a / "history.json"), History.load(b / "history.json"))
+
+
+def test_training_state_only_at_boundaries(tmp_path):
+    x, y, _, _ = _data()
+    model = Model([layers.Dense(3, inshape=6, activation="softmax")]).assemble()
+    sess = Session(model, "categorical_crossentropy", "sgd")
+    with pytest.raises(RuntimeError, match="before the first fit"):
+        sess.training_state()
+    seen = []
+    grab = listeners.LambdaListener(on_batch_end=lambda step, logs: seen.append(_try_state(sess)))
+    sess.fit((x, y), epochs=1, batch_size=64, listeners=[grab], verbose=0)
+    assert seen == ["between two boundaries"] * 2
+    state = sess.training_state()  # after fit: the end of the last epoch
+    assert state["position"] == {"epoch": 1, "batches_done": 2, "epoch_done": True, "samples": 118}
+
+
+def _try_state(sess):
+    try:
+        sess.training_state()
+    except RuntimeError as err:
+        return "between two boundaries" if "between two boundaries" in str(err) else str(err)
+    return "saved"
