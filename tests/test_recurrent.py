@@ -176,6 +176,35 @@ def test_lstm_and_gru_match_pytorch():
     np.testing.assert_allclose(gru.forward(x), want.numpy(), rtol=1e-10, atol=1e-12)
 
 
+def test_lstm_and_gru_gradients_match_pytorch_autograd():
+    torch = pytest.importorskip("torch")
+    rs = np.random.default_rng(1)
+    x = rs.standard_normal((3, 7, 4))
+    cot = rs.standard_normal((3, 7, 5))
+    for cls, tcls in ((layers.LSTM, torch.nn.LSTM), (layers.GRU, torch.nn.GRU)):
+        ours = built(cls(5, return_sequences=True), (7, 4), seed=2)
+        W, U, b = (p.value for p in ours.params[:3])
+        net = tcls(4, 5, batch_first=True).double()
+        with torch.no_grad():
+            net.weight_ih_l0.copy_(torch.from_numpy(W.T))
+            net.weight_hh_l0.copy_(torch.from_numpy(U.T))
+            net.bias_ih_l0.copy_(torch.from_numpy(b))
+            if cls is layers.GRU:
+                net.bias_hh_l0.copy_(torch.from_numpy(ours.recurrent_bias.value))
+            else:
+                net.bias_hh_l0.zero_()
+        xt = torch.from_numpy(x.copy()).requires_grad_(True)
+        (net(xt)[0] * torch.from_numpy(cot)).sum().backward()
+        ours.forward(x)
+        dx = ours.backward(cot)
+        np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(ours.kernel.grad, net.weight_ih_l0.grad.numpy().T, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(ours.recurrent_kernel.grad, net.weight_hh_l0.grad.numpy().T, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(ours.bias.grad, net.bias_ih_l0.grad.numpy(), rtol=1e-9, atol=1e-12)
+        if cls is layers.GRU:
+            np.testing.assert_allclose(ours.recurrent_bias.grad, net.bias_hh_l0.grad.numpy(), rtol=1e-9, atol=1e-12)
+
+
 # ---------------------------------------------------------------------------- gradient checks
 def grad_check(layer, x, setup=None, initial_grads=True, **forward_kwargs):
     """Central-difference check of dL/dx and every param, for L = sum(outputs * random cotangents).
