@@ -136,8 +136,8 @@ SMOKE.update(RECURRENT_SMOKE)
 def _check_text_generation(result):
     assert len(result["history"]) == 1
     assert math.isclose(result["val_perplexity"], math.exp(result["val_loss"]))
-    # one epoch on 4,000 characters: a little better than guessing uniformly, far from perfect
-    assert 1.0 < result["val_perplexity"] < result["vocab_size"]
+    # one epoch on 4,000 characters (lr 0.02): clearly better than a uniform guess, far from perfect
+    assert 1.0 < result["val_perplexity"] < 0.8 * result["vocab_size"]
     epoch, texts = result["samples"][-1]
     assert epoch == 1 and sorted(texts) == [0.2, 0.5, 1.0]
     assert all(len(s) == 20 for s in texts.values())
@@ -163,7 +163,7 @@ def _check_imdb_sentiment(result):
 
 
 TEXT_SMOKE: dict = {
-    "text_generation": (["--epochs", "1", "--limit", "4000", "--seq-len", "16", "--units", "16",
+    "text_generation": (["--epochs", "1", "--limit", "4000", "--seq-len", "16", "--units", "16", "--lr", "0.02",
                          "--sample-len", "20", "--verbose", "0"], _check_text_generation),
     "imdb_sentiment": (["--data", _tiny_imdb(), "--epochs", "1", "--num-words", "30", "--embed", "8",
                         "--units", "4", "--maxlen", "8"], _check_imdb_sentiment),
