@@ -240,3 +240,11 @@ def _try_state(sess):
     except RuntimeError as err:
         return "between two boundaries" if "between two boundaries" in str(err) else str(err)
     return "saved"
+
+
+def test_resume_may_train_longer(tmp_path):
+    """A run stopped after 2 of 3 epochs can be resumed with epochs=5: it continues to epoch 5."""
+    _, err = _run(tmp_path, kill_at=20, epochs=3)  # checkpoint after epoch 2 (16 steps)
+    assert isinstance(err, RuntimeError)
+    sess, h = _run(tmp_path, epochs=5)
+    assert h["epoch"] == [1, 2, 3, 4, 5] and h.params["epochs"] == 5 and sess.step == 40
