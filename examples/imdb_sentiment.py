@@ -49,7 +49,8 @@ def main(argv=None) -> dict:
     try:
         (x_train, y_train), (x_test, y_test) = datasets.imdb.load_data(args.data, num_words=args.num_words)
     except (datasets.DownloadError, FileNotFoundError) as err:
-        print(f"IMDB data not available: {err}\n\n{datasets.imdb.HOW_TO_GET}\nThen run this script again.")
+        how = "" if datasets.imdb.HOW_TO_GET in str(err) else f"\n{datasets.imdb.HOW_TO_GET}"
+        print(f"IMDB data not available: {err}{how}\nThen run this script again.")
         return {"status": "no data", "how_to_get": datasets.imdb.HOW_TO_GET}
 
     cutedl.set_seed(args.seed)

@@ -258,4 +258,6 @@ def test_sentiment_example_says_how_to_get_the_data(tmp_path, capsys):
     result = load_example("imdb_sentiment").main(["--data", str(tmp_path / "nowhere")])
     assert result["status"] == "no data"
     out = capsys.readouterr().out
-    assert "IMDB data not available" in out and imdb.HOW_TO_GET in out
+    assert "IMDB data not available" in out and imdb.HOW_TO_GET in out and "nowhere' does not exist" in out
+    with pytest.raises(FileNotFoundError, match=r"lacks 'imdb\.npz'"):
+        imdb.load_data(tmp_path)  # an existing directory without the file

@@ -3,6 +3,8 @@ import itertools
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import cutedl
 from cutedl import Dataset, Model, Session, layers, optimizers
@@ -272,3 +274,43 @@ def test_dtype_follows_the_sequences_unless_given():
     assert next(iter(SequenceDataset([[1, 2], [3]], dtype="float64")))[0].dtype == np.float64
     with pytest.raises(ValueError, match="non-integer values but dtype is int32, which would truncate"):
         SequenceDataset(feats, dtype="int32")
+
+
+# ---------------------------------------------------------------------------- properties
+
+_PROPERTY = settings(max_examples=150, deadline=None, derandomize=True, database=None,
+                     suppress_health_check=[HealthCheck.too_slow])
+_ragged = st.lists(st.lists(st.integers(-5, 99), max_size=9), max_size=12)
+
+
+@_PROPERTY
+@given(seqs=_ragged, maxlen=st.one_of(st.none(), st.integers(0, 11)), padding=st.sampled_from(["pre", "post"]),
+       truncating=st.sampled_from(["pre", "post"]), value=st.integers(-3, 3))
+def test_pad_sequences_property(seqs, maxlen, padding, truncating, value):
+    got = pad_sequences(seqs, maxlen, padding=padding, truncating=truncating, value=value)
+    width = (max(map(len, seqs)) if seqs else 0) if maxlen is None else maxlen
+    np.testing.assert_array_equal(got, reference_pad(seqs, width, padding, truncating, value, np.int32))
+
+
+@_PROPERTY
+@given(lengths=st.lists(st.integers(0, 30), min_size=1, max_size=60), batch_size=st.integers(1, 9),
+       bucket_batches=st.integers(1, 4), maxlen=st.one_of(st.none(), st.integers(1, 25)),
+       shuffle=st.booleans(), drop=st.booleans(), seed=st.integers(0, 3))
+def test_sequence_dataset_property(lengths, batch_size, bucket_batches, maxlen, shuffle, drop, seed):
+    if drop and len(lengths) < batch_size:
+        return
+    seqs = [np.full(n, i + 1) for i, n in enumerate(lengths)]
+    ds = SequenceDataset(seqs, np.arange(len(seqs)), batch_size=batch_size, shuffle=shuffle, maxlen=maxlen,
+                         bucket_batches=bucket_batches, drop_remainder=drop, seed=seed)
+    seen, n_batches = [], 0
+    for x, y in ds:
+        kept = [min(lengths[i], maxlen or lengths[i]) for i in y]
+        assert x.shape == (len(y), max(kept + [1]))  # padded to the batch's longest, at least one step
+        np.testing.assert_array_equal(x, pad_sequences([seqs[i] for i in y], x.shape[1]))
+        seen += list(y)
+        n_batches += 1
+    assert n_batches == len(ds) and len(seen) == len(set(seen))
+    if not drop:
+        assert sorted(seen) == list(range(len(seqs)))
+    else:
+        assert len(seen) == len(ds) * batch_size and len(seqs) - len(seen) < batch_size

@@ -293,6 +293,9 @@ def _locate(source: DatasetSource, name: str, path, mirror, cache_dir, search_re
         p = Path(cache._check_pathlike(path, "path")).expanduser()
         if p.is_file():
             return p
+        if not p.exists():
+            raise FileNotFoundError(f"imdb: {str(p)!r} does not exist; pass the file {name} itself or the "
+                                    f"directory holding it.")
         return cache.fetch(source, p) / name  # a directory: it must hold the file
     candidates = [d / name for d in cache.local_dirs(source, search_repo=search_repo)]
     candidates += [cache.user_cache_dir(cache_dir) / source.name / name, KERAS_CACHE_DIR / name]
