@@ -294,6 +294,7 @@ def restore(session, state: dict, train, val, path) -> dict:
         for lst, st in pairs:
             lst.set_state(st)
         session.history.__dict__.update(History.from_dict(state["history"]).__dict__)
+        session.history.params = dict(session.fit_params)  # this fit's settings (epochs may have grown)
         acc = state["accumulator"]
         session._acc.sums = {k: float(v) for k, v in acc["sums"].items()}
         session._acc.count = int(acc["count"])

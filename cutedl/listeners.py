@@ -11,7 +11,15 @@ Events, in order::
 
 ``epoch`` is 1-based; ``step`` counts training steps since the first fit of the session. A
 listener sees its session as ``self.session`` (and the model as ``self.model``) and may call
-``self.session.stop_fit(reason)``.
+``self.session.stop_fit(reason)``. An exception raised in a hook propagates out of ``fit`` with
+the listener's name added to its message.
+
+What is here: stopping (EarlyStopping with its offline ``replay``, TerminateOnNaN), the learning
+rate (LearningRateScheduler, ReduceLROnPlateau), files (ModelCheckpoint, BackupAndRestore,
+CSVLogger, FitReport: written atomically or line by line, and a file that cannot be written
+warns once while training goes on), progress (ProgressBar) and function hooks (FitListener,
+LambdaListener). A listener with state worth resuming implements ``get_state`` /
+``set_state``; BackupAndRestore saves that state in its checkpoints.
 """
 from __future__ import annotations
 

@@ -7,6 +7,11 @@ A *check* happens every ``val_epochs`` epochs (or every ``val_steps`` steps when
 at the end if steps were run since the last one. At each check the Session validates (if
 ``val_data`` is given), appends one row to the History (training loss = mean over the batches
 since the previous check) and fires ``on_val_end``.
+
+A *boundary* is a point where training can stop and later resume exactly: after a step, its
+``on_batch_end`` and its check (if one was due), or after an epoch's check and ``on_epoch_end``.
+:class:`~cutedl.listeners.BackupAndRestore` writes its checkpoints there, Ctrl-C stops there,
+and ``fit`` resumes from there (see :mod:`cutedl.checkpoint`).
 """
 from __future__ import annotations
 

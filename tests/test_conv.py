@@ -182,6 +182,18 @@ def test_conv2d_backward_twice_gives_the_same_gradients():
     np.testing.assert_allclose(conv.weight.grad, dw1, rtol=1e-6)
 
 
+def test_reused_im2col_buffer_keeps_its_zero_padding():
+    # a second forward of the same geometry skips re-zeroing the padding cells of the buffer
+    conv = randomize(built(layers.Conv2D(2, 3, strides=2, padding="same"), (2, 6, 5)))
+    fresh = randomize(built(layers.Conv2D(2, 3, strides=2, padding="same"), (2, 6, 5)))
+    for seed in range(3):
+        x = np.random.default_rng(seed).standard_normal((2, 2, 6, 5)).astype(np.float32) + 5.0
+        np.testing.assert_array_equal(conv.forward(x), fresh.forward(x))
+        fresh._cols_buf = _spatial.Scratch()
+        ref = naive_conv2d(x, conv.weight.value, conv.bias.value, (2, 2), (1, 1), ((0, 1), (1, 1)))
+        np.testing.assert_allclose(conv.forward(x), ref, rtol=1e-4, atol=1e-4)
+
+
 def test_conv2d_skip_input_grad_returns_none_but_sets_param_grads():
     conv = built(layers.Conv2D(2, 3), (1, 5, 5))
     conv.skip_input_grad = True

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
 
 import cutedl
 from cutedl import Dataset, History, Model, Session, checkpoint, layers, listeners, optimizers, reports, schedules
@@ -240,3 +242,31 @@ def _try_state(sess):
     except RuntimeError as err:
         return "between two boundaries" if "between two boundaries" in str(err) else str(err)
     return "saved"
+
+
+def test_resume_may_train_longer(tmp_path):
+    """A run stopped after 2 of 3 epochs can be resumed with epochs=5: it continues to epoch 5."""
+    _, err = _run(tmp_path, kill_at=20, epochs=3)  # checkpoint after epoch 2 (16 steps)
+    assert isinstance(err, RuntimeError)
+    sess, h = _run(tmp_path, epochs=5)
+    assert h["epoch"] == [1, 2, 3, 4, 5] and h.params["epochs"] == 5 and sess.step == 40
+
+
+@settings(max_examples=12, deadline=None, derandomize=True, database=None,
+          phases=[Phase.explicit, Phase.generate], suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(every=st.sampled_from(["epoch", 1, 2, 5, 7]), val_steps=st.sampled_from([0, 3, 8]),
+       lr=st.sampled_from(["schedule", "plateau"]), data=st.data())
+def test_resume_is_exact_for_any_kill_point(tmp_path_factory, every, val_steps, lr, data):
+    """Property: whatever the checkpoint cadence, the check schedule and the step of the crash."""
+    # the crash must come after the first checkpoint: the end of epoch 1 (8 steps) or step `every`
+    # (a crash in step N's on_batch_end comes before step N's boundary)
+    first = 9 if every == "epoch" else every + 1
+    kill_at = data.draw(st.integers(first, 39), label="kill_at")
+    tmp = tmp_path_factory.mktemp("prop")
+    (tmp / "a").mkdir(), (tmp / "b").mkdir()
+    straight, h_straight = _run(tmp / "a", every=every, val_steps=val_steps, lr=lr)
+    _, err = _run(tmp / "b", kill_at=kill_at, every=every, val_steps=val_steps, lr=lr)
+    assert isinstance(err, RuntimeError)
+    resumed, h = _run(tmp / "b", seed=4321, every=every, val_steps=val_steps, lr=lr)
+    _same_history(h_straight, h)
+    _same_weights(straight, resumed)

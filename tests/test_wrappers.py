@@ -164,3 +164,10 @@ def test_time_distributed_passes_the_mask_and_trains_in_a_model(tmp_path):
 def test_time_distributed_errors():
     with pytest.raises(ValueError, match=r"needs input \(batch, T, \.\.\.\) with a time axis"):
         Model([layers.TimeDistributed(layers.Dense(2), inshape=(4,))]).assemble()
+
+
+def test_frozen_wrappers_freeze_their_layers():
+    model = Model([layers.Bidirectional(layers.GRU(2, return_sequences=True), trainable=False, inshape=(3, 2)),
+                   layers.TimeDistributed(layers.Dense(2), trainable=False), layers.LSTM(2)]).assemble()
+    assert [p.trainable for p in model.params] == [False] * 10 + [True] * 3
+    assert "Non-trainable params: 82" in model.summary()  # 2 x 36 (GRU) + 10 (Dense)

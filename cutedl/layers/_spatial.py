@@ -127,21 +127,50 @@ def window(a, i: int, j: int, out_hw, stride, dilation):
     return a[:, i * dh:i * dh + sh * (ho - 1) + 1:sh, j * dw:j * dw + sw * (wo - 1) + 1:sw]
 
 
-def im2col(a, kernel, out_hw, stride, dilation, out):
-    """Fill ``out`` (C, kh, kw, Ho, Wo, N) with the windows of CHWN ``a``: kh*kw slice copies."""
-    kh, kw = kernel
+def _span(length: int, out_len: int, offset: int, stride: int, before: int) -> tuple:
+    """Window positions ``[first, last)`` whose cell ``o * stride + offset - before`` lies inside
+    ``[0, length)``, and the cell of ``first``: the part of one kernel offset that is not padding."""
+    first = max(0, -(-(before - offset) // stride))
+    last = min(out_len, (length - 1 + before - offset) // stride + 1)
+    return first, max(first, last), first * stride + offset - before
+
+
+def _offsets(kernel, out_hw, stride, dilation, pad_before, hw):
+    """For each kernel offset: (i, j, rows, cols, input slices) of its non-padding part."""
+    (kh, kw), (ho, wo), (sh, sw), (dh, dw), (pt, pl), (h, w) = kernel, out_hw, stride, dilation, pad_before, hw
     for i in range(kh):
+        h0, h1, r = _span(h, ho, i * dh, sh, pt)
         for j in range(kw):
-            out[:, i, j] = window(a, i, j, out_hw, stride, dilation)
+            w0, w1, c = _span(w, wo, j * dw, sw, pl)
+            src = (slice(None), slice(r, r + sh * (h1 - h0 - 1) + 1, sh), slice(c, c + sw * (w1 - w0 - 1) + 1, sw))
+            yield i, j, (h0, h1), (w0, w1), src
+
+
+def im2col(a, kernel, out_hw, stride, dilation, pad_before, out, clean: bool = False):
+    """Fill ``out`` (C, kh, kw, Ho, Wo, N) with the windows of CHWN ``a`` padded (virtually) with
+    zeros, ``pad_before = (top, left)`` cells before it: kh*kw slice copies, no padded copy of ``a``.
+
+    Cells of ``out`` that fall in the padding are zeroed, unless ``clean``: the caller knows they
+    still hold the zeros of a previous call with the same geometry (a reused buffer).
+    """
+    for i, j, (h0, h1), (w0, w1), src in _offsets(kernel, out_hw, stride, dilation, pad_before, a.shape[1:3]):
+        dst = out[:, i, j]
+        if h1 > h0 and w1 > w0:
+            dst[:, h0:h1, w0:w1] = a[src]
+        if not clean:
+            dst[:, :h0] = 0
+            dst[:, h1:] = 0
+            dst[:, h0:h1, :w0] = 0
+            dst[:, h0:h1, w1:] = 0
     return out
 
 
-def col2im(cols, kernel, out_hw, stride, dilation, out):
-    """Scatter-add ``cols`` (C, kh, kw, Ho, Wo, N) into CHWN ``out``: the adjoint of :func:`im2col`."""
-    kh, kw = kernel
-    for i in range(kh):
-        for j in range(kw):
-            window(out, i, j, out_hw, stride, dilation)[...] += cols[:, i, j]
+def col2im(cols, kernel, out_hw, stride, dilation, pad_before, out):
+    """Add ``cols`` (C, kh, kw, Ho, Wo, N) into CHWN ``out`` at the cells :func:`im2col` reads
+    (padding dropped): its adjoint, kh*kw vectorised adds."""
+    for i, j, (h0, h1), (w0, w1), src in _offsets(kernel, out_hw, stride, dilation, pad_before, out.shape[1:3]):
+        if h1 > h0 and w1 > w0:
+            out[src] += cols[:, i, j, h0:h1, w0:w1]
     return out
 
 
@@ -152,20 +181,23 @@ class Scratch:
     the OS and faulted back in each time; reusing one buffer avoids that.
     """
 
-    __slots__ = ("_buf",)
+    __slots__ = ("_buf", "_key")
 
     def __init__(self):
         self._buf = None
+        self._key = None
 
-    def get(self, shape, dtype):
+    def get(self, shape, dtype, key=None):
+        """``(array, same)``: ``same`` is True when the previous call had the same non-None ``key``
+        and the memory was kept, so whatever that call left in the buffer is still there."""
         size = math.prod(shape)
         buf = self._buf
+        same = key is not None and key == self._key
         if buf is None or buf.dtype != dtype or buf.size < size:
             buf = self._buf = xp.empty(size, dtype=dtype)
-        return buf[:size].reshape(shape)
-
-    def clear(self):
-        self._buf = None
+            same = False
+        self._key = None if key is None else key
+        return buf[:size].reshape(shape), same
 
 
 def fmt_hw(shape) -> str:

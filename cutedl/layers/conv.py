@@ -163,9 +163,10 @@ class _Conv(Layer):
         """Convolve NCHW ``x4``; returns the activated output as CHWN ``(F, Ho, Wo, n)``."""
         n, c = x4.shape[:2]
         kernel, stride, dil = self._hw(self.kernel_size), self._hw(self.strides), self._hw(self.dilation_rate)
-        xt = sp.to_chwn(x4, pads)
-        cols = self._cols_buf.get((c,) + kernel + out_hw + (n,), self.dtype)
-        sp.im2col(xt, kernel, out_hw, stride, dil, cols)
+        xt = sp.to_chwn(x4)  # (C, H, W, n), padded only virtually by im2col
+        shape = (c,) + kernel + out_hw + (n,)
+        cols, same = self._cols_buf.get(shape, self.dtype, key=(shape, pads))
+        sp.im2col(xt, kernel, out_hw, stride, dil, (pads[0][0], pads[1][0]), cols, clean=same)
         cols = cols.reshape(-1, out_hw[0] * out_hw[1] * n)
         w2 = self.weight.value.reshape(self.filters, -1)
         z = w2 @ cols  # (F, C*kh*kw) @ (C*kh*kw, Ho*Wo*n) -> (F, Ho*Wo*n)
@@ -205,14 +206,14 @@ class _Conv(Layer):
         if self.skip_input_grad:
             return None
         kernel, stride, dil = self._hw(self.kernel_size), self._hw(self.strides), self._hw(self.dilation_rate)
-        (pt, pb), (pl, pr) = self._pads
+        (pt, _), (pl, _) = self._pads
         _, c, h, wd = self._x_shape
         out_hw = self._out_hw
-        dcols = self._dcols_buf.get(cols.shape, self.dtype)
+        dcols, _ = self._dcols_buf.get(cols.shape, self.dtype)
         xp.matmul(w.value.reshape(f, -1).T, g, out=dcols)  # (C*kh*kw, F) @ (F, HWn) -> (C*kh*kw, HWn)
-        dxt = xp.zeros((c, h + pt + pb, wd + pl + pr, n), dtype=self.dtype)
-        sp.col2im(dcols.reshape((c,) + kernel + out_hw + (n,)), kernel, out_hw, stride, dil, dxt)
-        dx = dxt[:, pt:pt + h, pl:pl + wd].transpose(3, 0, 1, 2)
+        dxt = xp.zeros((c, h, wd, n), dtype=self.dtype)
+        sp.col2im(dcols.reshape((c,) + kernel + out_hw + (n,)), kernel, out_hw, stride, dil, (pt, pl), dxt)
+        dx = dxt.transpose(3, 0, 1, 2)
         return dx[:, :, 0, :] if self.rank == 1 else dx
 
     # ------------------------------------------------------------------ config
@@ -332,7 +333,8 @@ class Conv2DTranspose(Layer):
         self.outshape = (self.filters,) + out
 
     def _axis_geometry(self, axis: int, length: int):
-        """(out_length, crop_start, full_length) along ``axis`` for input ``length``."""
+        """(out_length, crop_start) along ``axis`` for input ``length``: the output is the full
+        scatter ``(length - 1) * stride + span`` cropped from ``crop_start`` (zeros past its end)."""
         k, s, d = self.kernel_size[axis], self.strides[axis], self.dilation_rate[axis]
         span = (k - 1) * d + 1
         full = (length - 1) * s + span
@@ -353,7 +355,7 @@ class Conv2DTranspose(Layer):
         if out < 1:
             raise ValueError(f"Layer {self.describe()}: input {('height', 'width')[axis]} {length} gives an empty "
                              f"output ({out}) with padding={sp.serialize_padding(self.padding)!r}; use less padding.")
-        return out, start, max(full, start + out)
+        return out, start
 
     def check_input(self, x):
         shape = getattr(x, "shape", None)
@@ -367,37 +369,34 @@ class Conv2DTranspose(Layer):
         if x.dtype != self.dtype:
             x = x.astype(self.dtype)
         n, c, h, w = x.shape
-        (oh, ch, fh), (ow, cw, fw) = self._axis_geometry(0, h), self._axis_geometry(1, w)
+        (oh, ch), (ow, cw) = self._axis_geometry(0, h), self._axis_geometry(1, w)
         f = self.filters
         x2 = sp.to_chwn(x).reshape(c, -1)  # (C, H*W*n)
-        cols = self._cols_buf.get((f * self.kernel_size[0] * self.kernel_size[1], h * w * n), self.dtype)
+        cols, _ = self._cols_buf.get((f * self.kernel_size[0] * self.kernel_size[1], h * w * n), self.dtype)
         xp.matmul(self.weight.value.reshape(c, -1).T, x2, out=cols)  # (F*kh*kw, C) @ (C, HWn)
-        full = xp.zeros((f, fh, fw, n), dtype=self.dtype)
+        # Scatter every input pixel's kernel-sized patch; cells before the crop start (or past the
+        # output) are dropped, as if a full canvas were cropped.
+        z = xp.zeros((f, oh, ow, n), dtype=self.dtype)
         sp.col2im(cols.reshape((f,) + self.kernel_size + (h, w, n)), self.kernel_size, (h, w), self.strides,
-                  self.dilation_rate, full)
-        z = full[:, ch:ch + oh, cw:cw + ow]
-        z = z + self.bias.value[:, None, None, None] if self.bias is not None else xp.ascontiguousarray(z)
-        self._x2, self._x_shape, self._geo = x2, x.shape, ((oh, ch, fh), (ow, cw, fw))
+                  self.dilation_rate, (ch, cw), z)
+        if self.bias is not None:
+            z += self.bias.value[:, None, None, None]
+        self._x2, self._x_shape, self._geo = x2, x.shape, ((oh, ch), (ow, cw))
         return self._activate(z).transpose(3, 0, 1, 2)
 
     def backward(self, grad):
         if self._x2 is None:
             raise RuntimeError(f"Layer {self.describe()}: backward needs a forward pass first.")
         n, c, h, w = self._x_shape
-        (oh, ch, fh), (ow, cw, fw) = self._geo
+        (oh, ch), (ow, cw) = self._geo
         f = self.filters
         g = self._activate_backward(grad.transpose(1, 2, 3, 0))  # (F, oh, ow, n)
         if g.dtype != self.dtype:
             g = g.astype(self.dtype)
         if self.bias is not None:
             xp.sum(g, axis=(1, 2, 3), out=_grad_buffer(self.bias))
-        if (ch, cw, fh, fw) == (0, 0, oh, ow):
-            gfull = g
-        else:
-            gfull = xp.zeros((f, fh, fw, n), dtype=self.dtype)
-            gfull[:, ch:ch + oh, cw:cw + ow] = g
-        gcols = self._cols_buf.get((f,) + self.kernel_size + (h, w, n), self.dtype)
-        sp.im2col(gfull, self.kernel_size, (h, w), self.strides, self.dilation_rate, gcols)
+        gcols, _ = self._cols_buf.get((f,) + self.kernel_size + (h, w, n), self.dtype)
+        sp.im2col(g, self.kernel_size, (h, w), self.strides, self.dilation_rate, (ch, cw), gcols)
         gcols = gcols.reshape(-1, h * w * n)
         wt = self.weight
         xp.matmul(self._x2, gcols.T, out=_grad_buffer(wt).reshape(c, -1))  # (C, HWn) @ (HWn, F*kh*kw)

@@ -35,6 +35,7 @@ class Wrapper(Layer):
 
     def _build_inner(self, inner: Layer, inshape, role: str):
         inner.dtype = self.dtype
+        inner.trainable = inner.trainable and self.trainable  # a frozen wrapper freezes its layers
         inner.name = f"{self.name}_{role}"
         inner._build(inshape)
         # Inner layers with random draws (dropout) share one generator, exposed as the wrapper's
