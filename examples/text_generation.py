@@ -6,7 +6,7 @@ writes text sampled at several temperatures (low: safe and repetitive, 1.0: the 
 distribution). The PNG report shows the loss, the perplexity ``exp(loss)`` (the number of
 characters the model is, in effect, choosing between) and the latest samples.
 
-    python examples/text_generation.py                       # 200k characters, 25 epochs
+    python examples/text_generation.py                       # all 465k characters, 30 epochs
     python examples/text_generation.py --text book.txt --epochs 30
     python examples/text_generation.py --epochs 1 --limit 5000 --units 32   # a smoke run
 """
@@ -113,12 +113,12 @@ def build_model(vocab_size: int, embed: int, units: int) -> Model:
 
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--epochs", type=int, default=25)
+    p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--text", default=None, help="a UTF-8 text file (default: Python's pydoc topics)")
-    p.add_argument("--limit", type=int, default=200_000, help="use the first LIMIT characters (0: all)")
+    p.add_argument("--limit", type=int, default=0, help="use the first LIMIT characters (0: all)")
     p.add_argument("--seq-len", type=int, default=64, help="characters per training sequence")
     p.add_argument("--embed", type=int, default=32)
     p.add_argument("--units", type=int, default=128)
