@@ -19,6 +19,12 @@ skip it and use ``loss.with_logits()`` instead, which works on the logits with l
 softplus forms: finite values and gradients for any finite logits, and the softmax gradient is
 the textbook ``(softmax(z) - y) / batch`` rather than a division by probabilities.
 
+Masks (as Keras): ``loss(y_true, y_pred, mask=m)`` with a bool ``(batch, T)`` mask (True = real
+step; the Session passes ``model.output_mask``) averages over the real steps only, and the
+padded steps get a zero gradient. Targets at padded steps are never read (a padding label such
+as -1 is fine). With no real step at all the loss is 0 with a zero gradient. Without a mask,
+nothing changes: the unmasked path is the same code as before.
+
 Probabilities (``from_logits=False``) are clipped to ``[1e-7, 1 - 1e-7]`` like Keras, so a
 confident wrong prediction costs about 16.1 instead of infinity. The gradient is that of the
 clipped function: zero through an entry that was clipped.

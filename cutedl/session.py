@@ -342,7 +342,7 @@ class Session:
             self._stop_reason = "interrupted"
             if self._backup is not None and not self._dirty:
                 self._backup._at_boundary(final=True)
-        if self._acc.count and self._stop_reason != "nan" and not self._in_check:
+        if self._acc.sums and self._stop_reason != "nan" and not self._in_check:
             row = check(self.epoch)
         history.stop_reason = self._stop_reason or "completed"
         history.stopped_step, history.stopped_epoch = self.step, self.epoch
@@ -512,7 +512,8 @@ class _Accumulator:
 
     def means(self) -> dict:
         if not self.count:
-            return {}
+            # no batch (empty), or only batches without a real step (weight 0): those log 0
+            return dict.fromkeys(self.sums, 0.0)
         return {k: v / self.count for k, v in self.sums.items()}
 
 

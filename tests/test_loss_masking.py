@@ -257,3 +257,23 @@ def test_masked_regression_with_masking_layer_and_fit():
     assert sess.evaluate((x, y2), batch_size=4) == pytest.approx(sess.evaluate((x, y), batch_size=4), rel=1e-12)
     h = sess.fit((x, y2), epochs=3, batch_size=3, shuffle=False, verbose=0)
     assert np.all(np.isfinite(h["loss"])) and h["loss"][-1] < 10
+
+
+def test_fit_logs_weigh_batches_by_real_steps():
+    tokens, labels = _sequences()  # lengths 3, 1, 4, 2
+    x, y = _padded(tokens, 4), _padded(labels, 4)
+    x = np.concatenate([x, np.zeros((1, 4), dtype=x.dtype)])  # a sequence that is all padding
+    y = np.concatenate([y, np.zeros((1, 4), dtype=y.dtype)])
+    model = _text_model("fused_dense")
+    sess = Session(model, "sparse_categorical_crossentropy", SGD(0.0), metrics=["accuracy"])
+    per_batch = [sess.evaluate((x[i:i + 1], y[i:i + 1])) for i in range(4)]
+    h = sess.fit((x, y), epochs=1, batch_size=1, shuffle=False, val_steps=1, verbose=0)
+    # one row per step; the padding-only batch logs 0 and weighs nothing in the means
+    assert h["loss"][:4] == pytest.approx([r["loss"] for r in per_batch], rel=1e-12)
+    assert h["loss"][4] == 0.0 and h["accuracy"][4] == 0.0
+    h = sess.fit((x, y), epochs=1, batch_size=2, shuffle=False, verbose=0)
+    whole = sess.evaluate((x, y), batch_size=5)
+    assert h["loss"][-1] == pytest.approx(whole["loss"], rel=1e-12)
+    assert h["accuracy"][-1] == pytest.approx(whole["accuracy"], rel=1e-12)
+    with pytest.raises(ValueError, match="no real .unmasked. time step"):
+        sess.evaluate((x[4:], y[4:]))
