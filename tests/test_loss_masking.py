@@ -277,3 +277,17 @@ def test_fit_logs_weigh_batches_by_real_steps():
     assert h["accuracy"][-1] == pytest.approx(whole["accuracy"], rel=1e-12)
     with pytest.raises(ValueError, match="no real .unmasked. time step"):
         sess.evaluate((x[4:], y[4:]))
+
+
+def test_masked_sparse_crossentropy_matches_pytorch_ignore_index():
+    torch = pytest.importorskip("torch")
+    true, pred = _case("labels", True, np.random.default_rng(10))
+    loss = losses.SparseCategoricalCrossentropy(from_logits=True)
+    value = loss(true, pred, mask=MASK)
+    grad = loss.backward()
+    z = torch.tensor(pred, requires_grad=True)
+    target = torch.tensor(np.where(MASK, true, -100))
+    ref = torch.nn.functional.cross_entropy(z.reshape(-1, C), target.reshape(-1), ignore_index=-100)
+    ref.backward()
+    assert value == pytest.approx(ref.item(), rel=1e-12)
+    np.testing.assert_allclose(grad, z.grad.numpy(), rtol=1e-10, atol=1e-15)
