@@ -347,15 +347,41 @@ class Model:
 
     def fit(self, x=None, y=None, batch_size: int | None = None, epochs: int = 1, verbose: int = 1,
             callbacks=None, listeners=None, validation_split: float = 0.0, validation_data=None,
-            shuffle: bool = True, val_epochs: int = 1, val_steps: int = 0, initial_epoch: int = 0):
-        """Keras-style ``fit``; ``callbacks`` and ``listeners`` are the same thing."""
+            shuffle: bool = True, initial_epoch: int = 0, validation_steps: int | None = None,
+            validation_freq: int = 1, val_epochs: int | None = None, val_steps: int = 0,
+            val_batches: int = -1, history=None):
+        """Keras-style ``fit`` on :meth:`cutedl.Session.fit`; returns the History.
+
+        ``callbacks`` and ``listeners`` are the same thing. ``x`` may be a Dataset (then no
+        ``y``); ``validation_data`` a Dataset or an ``(x_val, y_val)`` tuple. Keras names map to
+        Session's: ``validation_freq`` → ``val_epochs``, ``validation_steps`` → ``val_batches``;
+        ``initial_epoch`` and ``history`` (a History to continue) pass through unchanged.
+        """
+        if isinstance(validation_data, tuple) and len(validation_data) != 2:
+            raise ValueError(f"Model.fit: validation_data must be (x_val, y_val) or a Dataset, got a tuple of "
+                             f"{len(validation_data)} items (cutedl has no sample weights).")
+        if val_epochs is None:
+            val_epochs = validation_freq
+        elif validation_freq != 1:
+            raise ValueError("Model.fit: pass validation_freq or val_epochs, not both (they are the same).")
+        if validation_steps is not None:
+            if val_batches != -1:
+                raise ValueError("Model.fit: pass validation_steps or val_batches, not both (they are the same).")
+            val_batches = validation_steps
         data = x if y is None else (x, y)
         return self.session.fit(data, epochs=epochs, batch_size=batch_size, val_data=validation_data,
                                 validation_split=validation_split, val_epochs=val_epochs,
-                                val_steps=val_steps, listeners=list(callbacks or []) + list(listeners or []),
-                                verbose=verbose, shuffle=shuffle, initial_epoch=initial_epoch)
+                                val_steps=val_steps, val_batches=val_batches,
+                                listeners=list(callbacks or []) + list(listeners or []),
+                                verbose=verbose, shuffle=shuffle, initial_epoch=initial_epoch, history=history)
 
-    def evaluate(self, x=None, y=None, batch_size: int | None = None) -> dict:
+    def evaluate(self, x=None, y=None, batch_size: int | None = None, verbose: int = 0,
+                 steps: int | None = None) -> dict:
+        """Keras-style ``evaluate``: ``{'loss': ..., <metric>: ...}`` over at most ``steps`` batches.
+
+        ``verbose`` is accepted for Keras code; evaluation shows no progress bar.
+        """
+        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1):
+            raise ValueError(f"Model.evaluate: steps must be a positive integer or None (all batches), got {steps!r}.")
         data = x if y is None else (x, y)
-        return self.session.evaluate(data, batch_size=batch_size)
-
+        return self.session.evaluate(data, batch_size=batch_size, max_batches=-1 if steps is None else int(steps))
