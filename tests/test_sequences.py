@@ -278,7 +278,7 @@ def test_dtype_follows_the_sequences_unless_given():
 
 # ---------------------------------------------------------------------------- properties
 
-_PROPERTY = settings(max_examples=150, deadline=None, derandomize=True, database=None,
+_PROPERTY = settings(max_examples=80, deadline=None, derandomize=True, database=None,
                      suppress_health_check=[HealthCheck.too_slow])
 _ragged = st.lists(st.lists(st.integers(-5, 99), max_size=9), max_size=12)
 
