@@ -59,6 +59,16 @@ def _resolve_axis(layer: Layer, axis: int, inshape) -> int:
     return a
 
 
+# LayerNormalization works through its (rows, features) view a block of rows at a time, about this
+# many values per block (512 KB in float32): the ten or so passes NumPy makes over a block then hit
+# the CPU cache instead of main memory, which is most of the speed-up over whole-array passes.
+_BLOCK_VALUES = 1 << 17
+
+
+def _block_rows(features: int) -> int:
+    return max(1, _BLOCK_VALUES // features)
+
+
 def _ser_reg(reg):
     return None if reg is None else regularizers.registry.serialize(reg)
 
@@ -321,37 +331,91 @@ class LayerNormalization(_Normalization):
             x = x.astype(self.dtype)
         self._shape = x.shape
         x2 = self._rows(x)   # (rows, F)
-        xhat = xp.subtract(x2, x2.mean(axis=1, keepdims=True), out=self._buffer("_xhat_buf", x2.shape, x2.dtype))
-        # biased variance per row without a squared temporary: (rows, F) . (rows, F) -> (rows,)
-        var = xp.einsum("ij,ij->i", xhat, xhat).reshape(-1, 1) * self.dtype.type(1.0 / self._features)
-        inv = self.dtype.type(1.0) / xp.sqrt(var + self.dtype.type(self.epsilon))   # (rows, 1)
-        xhat *= inv
-        self._xhat, self._inv = xhat, inv
-        y = xhat * self.gamma.value.reshape(-1) if self.gamma is not None else xhat.copy()
-        if self.beta is not None:
-            y += self.beta.value.reshape(-1)
+        rows, feats = x2.shape
+        dt = self.dtype
+        n = dt.type(1.0 / feats)
+        eps = dt.type(self.epsilon)
+        ones = self._ones(feats)
+        gamma = None if self.gamma is None else self.gamma.value.reshape(-1)
+        beta = None if self.beta is None else self.beta.value.reshape(-1)
+        xhat_all = self._buffer("_xhat_buf", x2.shape, dt)
+        inv_all = self._buffer("_inv_buf", (rows, 1), dt)
+        y = xp.empty(x2.shape, dtype=dt)
+        # One block of rows at a time, so the passes over it run in cache (see _BLOCK_VALUES).
+        step = _block_rows(feats)
+        for s in range(0, rows, step):
+            b = slice(s, s + step)
+            xs, xhat, inv = x2[b], xhat_all[b], inv_all[b]
+            mean = xs @ ones   # (r, F) @ (F,) -> (r,): a GEMV, one pass
+            mean *= n
+            xp.subtract(xs, mean.reshape(-1, 1), out=xhat)   # centered once: no E[x^2] - mean^2
+            var = xp.vecdot(xhat, xhat)   # (r,) biased variance * F
+            var *= n
+            var += eps
+            xp.sqrt(var, out=var)
+            xp.divide(dt.type(1.0), var.reshape(-1, 1), out=inv)   # (r, 1)
+            xhat *= inv
+            ys = y[b]
+            if gamma is not None:
+                xp.multiply(xhat, gamma, out=ys)
+                if beta is not None:
+                    ys += beta
+            elif beta is not None:
+                xp.add(xhat, beta, out=ys)
+            else:
+                ys[...] = xhat
+        self._xhat, self._inv = xhat_all, inv_all
         return self._unrows(y, x.shape)
 
     def backward(self, grad):
-        xhat = self._xhat
+        xhat_all, inv_all = self._xhat, self._inv
         g2 = self._rows(grad)   # (rows, F)
+        if g2.dtype != self.dtype:
+            g2 = g2.astype(self.dtype)
+        rows, feats = g2.shape
+        dt = self.dtype
         if self.beta is not None:
-            self._set_grad(self.beta, g2.sum(axis=0))
-        if self.gamma is not None:
-            self._set_grad(self.gamma, xp.einsum("ij,ij->j", g2, xhat))
-        if self.skip_input_grad:
+            self._set_grad(self.beta, self._ones(rows) @ g2)   # (rows,) @ (rows, F) -> (F,)
+        skip = self.skip_input_grad
+        if skip and self.gamma is None:
             return None
         # dx = inv * (gh - mean(gh) - xhat * mean(gh * xhat)), means per row, gh = g * gamma
-        if self.gamma is not None:
-            gh = xp.multiply(g2, self.gamma.value.reshape(-1), out=self._buffer("_gh_buf", g2.shape, self.dtype))
-        else:
-            gh = g2
-        n = self.dtype.type(1.0 / self._features)
-        dx = xhat * (xp.einsum("ij,ij->i", gh, xhat).reshape(-1, 1) * n)
-        dx += gh.mean(axis=1, keepdims=True)
-        xp.subtract(gh, dx, out=dx)
-        dx *= self._inv
-        return self._unrows(dx, self._shape)
+        gamma = None if self.gamma is None else self.gamma.value.reshape(-1)
+        dgamma = xp.zeros(feats, dtype=dt) if gamma is not None else None
+        dx = None if skip else xp.empty(g2.shape, dtype=dt)
+        n = dt.type(1.0 / feats)
+        ones = self._ones(feats)
+        step = _block_rows(feats)
+        for s in range(0, rows, step):
+            b = slice(s, s + step)
+            gs, xhat, inv = g2[b], xhat_all[b], inv_all[b]
+            if gamma is not None:
+                dgamma += xp.einsum("ij,ij->j", gs, xhat)   # sum over rows of g * xhat, no temporary
+            if skip:
+                continue
+            if gamma is not None:
+                gh = xp.multiply(gs, gamma, out=self._buffer("_gh_buf", gs.shape, dt))
+            else:
+                gh = gs
+            c = xp.vecdot(gh, xhat)   # (r,) sum of gh * xhat per row
+            c *= n
+            m = gh @ ones   # (r, F) @ (F,) -> (r,) sum of gh per row
+            m *= n
+            d = dx[b]
+            xp.multiply(xhat, c.reshape(-1, 1), out=d)
+            d += m.reshape(-1, 1)
+            xp.subtract(gh, d, out=d)
+            d *= inv
+        if gamma is not None:
+            self._set_grad(self.gamma, dgamma)
+        return None if skip else self._unrows(dx, self._shape)
+
+    def _ones(self, size: int):
+        """``size`` ones in the layer dtype (a cached vector): row and column sums as GEMVs."""
+        ones = self.__dict__.get("_ones_vec")
+        if ones is None or ones.size < size or ones.dtype != self.dtype:
+            ones = self._ones_vec = xp.ones(max(size, 1), dtype=self.dtype)
+        return ones[:size]
 
     def get_config(self):
         cfg = super().get_config()
