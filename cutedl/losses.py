@@ -441,7 +441,7 @@ def sparse_labels(who: str, y_true, y_pred):
     if y_true.shape != lead and y_true.shape != lead + (1,):
         if y_true.shape == y_pred.shape:
             fix = ("these look one-hot: use CategoricalCrossentropy / categorical metrics, or pass "
-                   f"labels = y_true.argmax(axis=-1)")
+                   "labels = y_true.argmax(axis=-1)")
         else:
             fix = "pass one integer label per sample (per time step for sequences)"
         raise ValueError(f"{who} expected integer labels of shape {lead} (or {lead + (1,)}) for y_pred of shape "

@@ -8,16 +8,13 @@ Keras-style sugar (``compile`` / ``fit`` / ``evaluate``) runs on :class:`cutedl.
 """
 from __future__ import annotations
 
-import io
-import json
 import math
 import os
-import zipfile
 
 import numpy as np
 
 from cutedl import backend
-from cutedl._io import atomic_write
+from cutedl._io import load_json_npz, save_json_npz
 from cutedl.backend import xp
 from cutedl.layers.base import Layer, _fmt_shape, _snake, forward_takes_mask, unique_name, registry as layer_registry
 
@@ -272,40 +269,14 @@ class Model:
         self._require_assembled("save()")
         meta = {"format": FORMAT, "version": FORMAT_VERSION, "config": self.get_config(),
                 "params": [p.name for p in self.params]}
-        arrays = {"__config__": np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)}
-        for i, p in enumerate(self.params):
-            arrays[f"param_{i}"] = backend.to_numpy(p.value)
-
-        def write(f):
-            buf = io.BytesIO()
-            np.savez(buf, **arrays)
-            f.write(buf.getvalue())
-
-        atomic_write(path, write)
+        arrays = {f"param_{i}": backend.to_numpy(p.value) for i, p in enumerate(self.params)}
+        save_json_npz(path, "__config__", meta, arrays)
 
     @classmethod
     def load(cls, path) -> "Model":
         """Rebuild a model saved by :meth:`save`: same layers, same weights, same predictions."""
         path = os.fspath(path)
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"Model.load: no file at {path!r}.")
-        try:
-            data = np.load(path, allow_pickle=False)
-            if not isinstance(data, np.lib.npyio.NpzFile):
-                raise ValueError("a single array, not an .npz archive")
-            with data:
-                files = {k: data[k] for k in data.files}
-        except (zipfile.BadZipFile, OSError, EOFError) as err:
-            raise ValueError(f"Model.load: {path!r} is not a cutedl model file (corrupt or truncated: {err}).") from None
-        except ValueError as err:
-            raise ValueError(f"Model.load: {path!r} holds data that cannot be loaded safely ({err}).") from None
-        raw = files.get("__config__")
-        if raw is None or raw.dtype != np.uint8 or raw.ndim != 1:
-            raise ValueError(f"Model.load: {path!r} is not a cutedl model file (no __config__ entry).")
-        try:
-            meta = json.loads(raw.tobytes().decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
-            raise ValueError(f"Model.load: {path!r} has a corrupt config ({err}).") from None
+        meta, files = load_json_npz(path, "__config__", "Model.load", "model file")
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
             raise ValueError(f"Model.load: {path!r} is not a cutedl model file.")
         if meta.get("version") != FORMAT_VERSION:
