@@ -60,8 +60,9 @@ def _resolve_axis(layer: Layer, axis: int, inshape) -> int:
 
 
 # LayerNormalization works through its (rows, features) view a block of rows at a time, about this
-# many values per block (512 KB in float32): the ten or so passes NumPy makes over a block then hit
-# the CPU cache instead of main memory, which is most of the speed-up over whole-array passes.
+# many values per block (512 KB in float32): the ten or so passes NumPy makes over a block then run
+# in the L2 cache (measured: ~8 % faster than whole-array passes on (3200, 512); 64K-256K values
+# per block all do about as well, smaller blocks lose to the per-call overhead).
 _BLOCK_VALUES = 1 << 17
 
 
@@ -416,7 +417,7 @@ class LayerNormalization(_Normalization):
             if skip:
                 continue
             if gamma is not None:
-                gh = xp.multiply(gs, gamma, out=self._buffer("_gh_buf", (step, feats), dt)[:len(gs)])
+                gh = xp.multiply(gs, gamma, out=self._buffer("_gh_buf", (min(step, rows), feats), dt)[:len(gs)])
             else:
                 gh = gs
             c = xp.vecdot(gh, xhat)   # (r,) sum of gh * xhat per row
