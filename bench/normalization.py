@@ -8,7 +8,10 @@ runs in its own subprocess. Prints the ratio measured in this run.
     python bench/normalization.py --steps 50 --threads 2 --rounds 3
 
 On a busy machine single runs swing by 2x or more; ``--rounds N`` runs the two subprocesses N
-times, alternating, and keeps each framework's fastest median per shape.
+times, alternating, and keeps each framework's fastest median per shape. The CPU-time column
+(process time, all threads) leaves out the time a step spends preempted by other processes; a
+step of a few ms is preempted often on a loaded machine, so with ``--threads 1`` the CPU ratio
+is the steadier figure (with more threads it also counts BLAS threads spinning).
 """
 from __future__ import annotations
 
@@ -25,15 +28,17 @@ CASES = [("batch_norm", (64, 32, 28, 28)), ("batch_norm", (128, 64, 16, 16)), ("
          ("layer_norm", (64, 50, 512))]
 
 
-def _time(step, steps: int) -> float:
+def _time(step, steps: int) -> list:
+    """[wall, cpu]: median ms per step of wall-clock time and of this process's CPU time."""
     for _ in range(3):
         step()
-    times = []
+    wall, cpu = [], []
     for _ in range(steps):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         step()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1e3
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    return [statistics.median(wall) * 1e3, statistics.median(cpu) * 1e3]
 
 
 def run_cutedl(steps: int) -> dict:
@@ -111,14 +116,15 @@ def main(argv=None) -> dict:
             run = json.loads(proc.stdout.strip().splitlines()[-1])
             best = results.setdefault(fw, run)
             for key, ms in run.items():
-                best[key] = min(best[key], ms)
-    print(f"forward + backward, training mode, float32, median ms per step (best of {max(1, args.rounds)} "
-          f"runs), {args.threads} threads")
+                best[key] = [min(a, b) for a, b in zip(best[key], ms)]
+    print(f"forward + backward, training mode, float32, median ms per step, wall / cpu (best of "
+          f"{max(1, args.rounds)} runs), {args.threads} threads")
     for key in results.get("cutedl", {}):
-        row = f"{key:34s} cutedl {results['cutedl'][key]:7.2f}"
+        (cw, cc) = results["cutedl"][key]
+        row = f"{key:30s} cutedl {cw:6.2f} / {cc:6.2f}"
         if "torch" in results:
-            t = results["torch"][key]
-            row += f"   torch {t:7.2f}   ratio {results['cutedl'][key] / t:.2f}x"
+            tw, tc = results["torch"][key]
+            row += f"   torch {tw:6.2f} / {tc:6.2f}   ratio {cw / tw:.2f}x / {cc / tc:.2f}x"
         print(row)
     return results
 

@@ -399,7 +399,8 @@ def test_layernorm_skip_input_grad_still_sets_gamma_and_beta_grads():
 
 
 @pytest.mark.parametrize("dtype, tol", [("float64", 1e-10), ("float32", 2e-4)])
-@pytest.mark.parametrize("kind, shape", [("layer", (4, 70, 33)), ("batch", (40, 96)), ("batch", (6, 5, 7, 9))])
+@pytest.mark.parametrize("kind, shape", [("layer", (4, 70, 33)), ("layer", (2, 300, 512)),   # 3 row blocks
+                                         ("batch", (40, 96)), ("batch", (6, 5, 7, 9))])
 def test_normalization_matches_pytorch(dtype, tol, kind, shape):
     torch = pytest.importorskip("torch")
     rs = np.random.default_rng(22)
