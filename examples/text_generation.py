@@ -6,7 +6,7 @@ writes text sampled at several temperatures (low: safe and repetitive, 1.0: the 
 distribution). The PNG report shows the loss, the perplexity ``exp(loss)`` (the number of
 characters the model is, in effect, choosing between) and the latest samples.
 
-    python examples/text_generation.py                       # ~200k characters, 10 epochs
+    python examples/text_generation.py                       # 200k characters, 25 epochs
     python examples/text_generation.py --text book.txt --epochs 30
     python examples/text_generation.py --epochs 1 --limit 5000 --units 32   # a smoke run
 """
@@ -113,7 +113,7 @@ def build_model(vocab_size: int, embed: int, units: int) -> Model:
 
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--epochs", type=int, default=25)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--seed", type=int, default=0)
@@ -124,7 +124,7 @@ def main(argv=None) -> dict:
     p.add_argument("--units", type=int, default=128)
     p.add_argument("--temperatures", type=float, nargs="+", default=[0.2, 0.5, 1.0])
     p.add_argument("--sample-len", type=int, default=200)
-    p.add_argument("--sample-every", type=int, default=2)
+    p.add_argument("--sample-every", type=int, default=5)
     p.add_argument("--report", default="reports/text_generation.png")
     p.add_argument("--verbose", type=int, default=1)
     args = p.parse_args(argv)
