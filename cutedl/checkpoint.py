@@ -24,17 +24,14 @@ through (the wall-clock ``time`` column aside).
 """
 from __future__ import annotations
 
-import io
-import json
 import os
 import random
 import time
-import zipfile
 
 import numpy as np
 
 from cutedl import rng as rng_mod
-from cutedl._io import atomic_write
+from cutedl._io import load_json_npz, save_json_npz
 from cutedl.history import History
 from cutedl.listeners import Listener
 
@@ -91,40 +88,13 @@ def save_state(path, state: dict) -> None:
     """Write a state tree (see :func:`_pack`) to ``path`` as one ``.npz``, atomically."""
     arrays: dict = {}
     doc = _pack(state, arrays)
-    text = json.dumps(doc)
-    payload = {"__state__": np.frombuffer(text.encode("utf-8"), dtype=np.uint8)}
-    payload.update(arrays)
-
-    def write(f):
-        buf = io.BytesIO()
-        np.savez(buf, **payload)
-        f.write(buf.getvalue())
-
-    atomic_write(path, write)
+    save_json_npz(path, "__state__", doc, arrays)
 
 
 def load_state(path, who: str = "checkpoint", kind: str = "checkpoint") -> dict:
     """Read a file written by :func:`save_state`; never unpickles, rejects anything else clearly."""
     path = os.fspath(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{who}: no file at {path!r}.")
-    try:
-        data = np.load(path, allow_pickle=False)
-        if not isinstance(data, np.lib.npyio.NpzFile):
-            raise ValueError("a single array, not an .npz archive")
-        with data:
-            files = {k: data[k] for k in data.files}
-    except (zipfile.BadZipFile, OSError, EOFError) as err:
-        raise ValueError(f"{who}: {path!r} is not a cutedl {kind} (corrupt or truncated: {err}).") from None
-    except ValueError as err:
-        raise ValueError(f"{who}: {path!r} holds data that cannot be loaded safely ({err}).") from None
-    raw = files.pop("__state__", None)
-    if raw is None or raw.dtype != np.uint8 or raw.ndim != 1:
-        raise ValueError(f"{who}: {path!r} is not a cutedl {kind} (no __state__ entry).")
-    try:
-        doc = json.loads(raw.tobytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
-        raise ValueError(f"{who}: {path!r} has a corrupt state document ({err}).") from None
+    doc, files = load_json_npz(path, "__state__", who, kind)
     for name, a in files.items():
         if a.dtype.kind not in "biuf":
             raise ValueError(f"{who}: {path!r} holds a non-numeric array {name!r} of dtype {a.dtype}.")

@@ -19,6 +19,12 @@ skip it and use ``loss.with_logits()`` instead, which works on the logits with l
 softplus forms: finite values and gradients for any finite logits, and the softmax gradient is
 the textbook ``(softmax(z) - y) / batch`` rather than a division by probabilities.
 
+Masks (as Keras): ``loss(y_true, y_pred, mask=m)`` with a bool ``(batch, T)`` mask (True = real
+step; the Session passes ``model.output_mask``) averages over the real steps only, and the
+padded steps get a zero gradient. Targets at padded steps are never read (a padding label such
+as -1 is fine). With no real step at all the loss is 0 with a zero gradient. Without a mask,
+nothing changes: the unmasked path is the same code as before.
+
 Probabilities (``from_logits=False``) are clipped to ``[1e-7, 1 - 1e-7]`` like Keras, so a
 confident wrong prediction costs about 16.1 instead of infinity. The gradient is that of the
 clipped function: zero through an entry that was clipped.
@@ -50,18 +56,24 @@ class Loss:
     output_activation: str | None = None
     _cache = None
 
-    def __call__(self, y_true, y_pred) -> float:
+    def __call__(self, y_true, y_pred, mask=None) -> float:
         """Mean loss over the batch; caches what :meth:`backward` needs.
 
         Args:
             y_true: targets, ``(batch, ...)``; the accepted shapes depend on the loss.
             y_pred: predictions (or logits), ``(batch, ...)``.
+            mask: optional bool ``(batch, T)`` array, True = real step (a model's
+                ``output_mask``). The loss is then the mean over the real steps only, and
+                :meth:`backward` gives the padded steps a zero gradient (as Keras).
         Returns:
             The loss as a Python float.
         """
         y_pred = self._prediction(y_pred)
+        if mask is not None:
+            return self._masked_call(y_true, y_pred, mask)
         y_true = self._targets(self._check_targets(y_true, y_pred), y_pred)
         value, self._cache = self._forward(y_true, y_pred)
+        self._scatter = None
         return float(value)
 
     def backward(self):
@@ -69,7 +81,47 @@ class Loss:
         if self._cache is None:
             raise RuntimeError(f"{type(self).__name__}.backward() called before the loss: "
                                f"call loss(y_true, y_pred) first.")
-        return self._backward(self._cache)
+        if self._scatter is None:
+            return self._backward(self._cache)
+        return self._scatter_back()
+
+    _scatter = None
+
+    def _masked_call(self, y_true, y_pred, mask) -> float:
+        """The loss over the real steps only: computed on ``y_pred[mask]`` (real steps, any order).
+
+        Every loss averages its per-step values uniformly, so the loss of the selected steps is
+        exactly the masked mean; the gradient is scattered back, zeros at the padded steps.
+        """
+        who = type(self).__name__
+        mask = check_mask(who, mask, y_pred, self.output_activation == "softmax")
+        y_true = self._check_targets(y_true, y_pred)
+        if y_true.shape[:mask.ndim] != mask.shape:
+            raise ValueError(f"{who}: the targets must have one entry per time step like the output mask "
+                             f"{mask.shape}, got y_true of shape {y_true.shape} for y_pred of shape "
+                             f"{y_pred.shape}. Pad the targets like the inputs, to (batch, T, ...).")
+        count = int(mask.sum())
+        if count == mask.size:  # nothing padded: the plain path, no copies
+            y_true = self._targets(y_true, y_pred)
+            value, self._cache = self._forward(y_true, y_pred)
+            self._scatter = None
+            return float(value)
+        sub_pred = y_pred[mask]  # (real steps, ...)
+        self._scatter = (mask, y_pred.shape, y_pred.dtype, count)
+        if count == 0:
+            # no real step at all: as Keras (divide-no-nan), the loss is 0 and so is the gradient
+            self._cache = ()
+            return 0.0
+        sub_true = self._targets(y_true[mask], sub_pred)
+        value, self._cache = self._forward(sub_true, sub_pred)
+        return float(value)
+
+    def _scatter_back(self):
+        mask, shape, dtype, count = self._scatter
+        g = xp.zeros(shape, dtype=dtype)
+        if count:
+            g[mask] = self._backward(self._cache)
+        return g
 
     def with_logits(self) -> "Loss":
         """A new instance of this loss that takes logits (``from_logits=True``), options kept."""
@@ -158,6 +210,30 @@ def serialize(loss: Loss):
     cfg = loss.get_config()
     default = type(loss)().get_config()
     return loss.registry_name if cfg == default else registry.serialize(loss)
+
+
+def check_mask(who: str, mask, y_pred, class_axis: bool = False):
+    """Validate a step mask for ``y_pred``: a bool array equal to ``y_pred``'s leading axes.
+
+    Args:
+        who: the component named in errors.
+        mask: bool ``(batch, T)`` (True = real step).
+        y_pred: the predictions ``(batch, T, ...)``.
+        class_axis: whether the last axis of ``y_pred`` holds classes (it cannot be masked).
+    Returns:
+        the mask as a bool array.
+    """
+    mask = as_array(mask, who, "mask")
+    if mask.dtype.kind != "b":
+        raise TypeError(f"{who}: the mask must be a bool array (True = real step), got dtype {mask.dtype}. "
+                        f"Pass e.g. lengths[:, None] > np.arange(T).")
+    need = mask.ndim + (1 if class_axis else 0)
+    if mask.ndim == 0 or y_pred.ndim < need or y_pred.shape[:mask.ndim] != mask.shape:
+        raise ValueError(f"{who}: the mask of shape {mask.shape} does not match y_pred of shape {y_pred.shape}: "
+                         f"it must equal y_pred's leading (batch, T) axes"
+                         f"{' (before the class axis)' if class_axis else ''}. Masks apply to per-step "
+                         f"outputs such as return_sequences=True followed by TimeDistributed/Dense.")
+    return mask
 
 
 def _check_label_smoothing(who: str, label_smoothing) -> float:
@@ -365,7 +441,7 @@ def sparse_labels(who: str, y_true, y_pred):
     if y_true.shape != lead and y_true.shape != lead + (1,):
         if y_true.shape == y_pred.shape:
             fix = ("these look one-hot: use CategoricalCrossentropy / categorical metrics, or pass "
-                   f"labels = y_true.argmax(axis=-1)")
+                   "labels = y_true.argmax(axis=-1)")
         else:
             fix = "pass one integer label per sample (per time step for sequences)"
         raise ValueError(f"{who} expected integer labels of shape {lead} (or {lead + (1,)}) for y_pred of shape "

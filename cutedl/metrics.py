@@ -20,7 +20,7 @@ from __future__ import annotations
 from cutedl._registry import Registry, _key
 from cutedl.backend import as_array, floatx, xp
 from cutedl.losses import registry as _loss_registry
-from cutedl.losses import sparse_labels
+from cutedl.losses import check_mask, sparse_labels
 
 
 class Metric:
@@ -40,14 +40,28 @@ class Metric:
             raise TypeError(f"{type(self).__name__}: name must be a non-empty string, got {name!r}.")
         self.name = name if name is not None else self.registry_name
 
-    def __call__(self, y_true, y_pred) -> float:
+    def __call__(self, y_true, y_pred, mask=None) -> float:
         """The metric on one batch, as a Python float (mean over samples and time steps).
 
         Args:
             y_true: targets ``(batch, ...)``.
             y_pred: predictions ``(batch, ...)``.
+            mask: optional bool ``(batch, T)`` array, True = real step (a model's
+                ``output_mask``): only the real steps count. With no real step at all the
+                value is 0.0 (it then weighs nothing: see :func:`mask_weight`).
         """
-        y_true, y_pred = _arrays(type(self).__name__, y_true, y_pred)
+        who = type(self).__name__
+        y_true, y_pred = _arrays(who, y_true, y_pred)
+        if mask is not None:
+            mask = check_mask(who, mask, y_pred)
+            if y_true.shape[:mask.ndim] != mask.shape:
+                raise ValueError(f"{who}: the targets must have one entry per time step like the output mask "
+                                 f"{mask.shape}, got y_true of shape {y_true.shape} for y_pred of shape "
+                                 f"{y_pred.shape}. Pad the targets like the inputs, to (batch, T, ...).")
+            if not mask.all():
+                if not mask.any():
+                    return 0.0
+                y_true, y_pred = y_true[mask], y_pred[mask]
         return float(xp.mean(self._values(y_true, y_pred)))
 
     def _values(self, y_true, y_pred):
@@ -73,6 +87,11 @@ def get(identifier, **kwargs) -> Metric:
         cls = registry.lookup(identifier)
         return cls(name=_key(identifier), **kwargs)
     return registry.get(identifier, **kwargs)
+
+
+def mask_weight(mask, batch: int) -> int:
+    """How much a batch weighs in a mean over batches: its real steps with a mask, else its samples."""
+    return batch if mask is None else int(xp.count_nonzero(mask))
 
 
 def direction(key: str) -> str:

@@ -8,16 +8,13 @@ Keras-style sugar (``compile`` / ``fit`` / ``evaluate``) runs on :class:`cutedl.
 """
 from __future__ import annotations
 
-import io
-import json
 import math
 import os
-import zipfile
 
 import numpy as np
 
 from cutedl import backend
-from cutedl._io import atomic_write
+from cutedl._io import load_json_npz, save_json_npz
 from cutedl.backend import xp
 from cutedl.layers.base import Layer, _fmt_shape, _snake, forward_takes_mask, unique_name, registry as layer_registry
 
@@ -272,40 +269,14 @@ class Model:
         self._require_assembled("save()")
         meta = {"format": FORMAT, "version": FORMAT_VERSION, "config": self.get_config(),
                 "params": [p.name for p in self.params]}
-        arrays = {"__config__": np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)}
-        for i, p in enumerate(self.params):
-            arrays[f"param_{i}"] = backend.to_numpy(p.value)
-
-        def write(f):
-            buf = io.BytesIO()
-            np.savez(buf, **arrays)
-            f.write(buf.getvalue())
-
-        atomic_write(path, write)
+        arrays = {f"param_{i}": backend.to_numpy(p.value) for i, p in enumerate(self.params)}
+        save_json_npz(path, "__config__", meta, arrays)
 
     @classmethod
     def load(cls, path) -> "Model":
         """Rebuild a model saved by :meth:`save`: same layers, same weights, same predictions."""
         path = os.fspath(path)
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"Model.load: no file at {path!r}.")
-        try:
-            data = np.load(path, allow_pickle=False)
-            if not isinstance(data, np.lib.npyio.NpzFile):
-                raise ValueError("a single array, not an .npz archive")
-            with data:
-                files = {k: data[k] for k in data.files}
-        except (zipfile.BadZipFile, OSError, EOFError) as err:
-            raise ValueError(f"Model.load: {path!r} is not a cutedl model file (corrupt or truncated: {err}).") from None
-        except ValueError as err:
-            raise ValueError(f"Model.load: {path!r} holds data that cannot be loaded safely ({err}).") from None
-        raw = files.get("__config__")
-        if raw is None or raw.dtype != np.uint8 or raw.ndim != 1:
-            raise ValueError(f"Model.load: {path!r} is not a cutedl model file (no __config__ entry).")
-        try:
-            meta = json.loads(raw.tobytes().decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
-            raise ValueError(f"Model.load: {path!r} has a corrupt config ({err}).") from None
+        meta, files = load_json_npz(path, "__config__", "Model.load", "model file")
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
             raise ValueError(f"Model.load: {path!r} is not a cutedl model file.")
         if meta.get("version") != FORMAT_VERSION:
@@ -347,15 +318,41 @@ class Model:
 
     def fit(self, x=None, y=None, batch_size: int | None = None, epochs: int = 1, verbose: int = 1,
             callbacks=None, listeners=None, validation_split: float = 0.0, validation_data=None,
-            shuffle: bool = True, val_epochs: int = 1, val_steps: int = 0, initial_epoch: int = 0):
-        """Keras-style ``fit``; ``callbacks`` and ``listeners`` are the same thing."""
+            shuffle: bool = True, initial_epoch: int = 0, validation_steps: int | None = None,
+            validation_freq: int = 1, val_epochs: int | None = None, val_steps: int = 0,
+            val_batches: int = -1, history=None):
+        """Keras-style ``fit`` on :meth:`cutedl.Session.fit`; returns the History.
+
+        ``callbacks`` and ``listeners`` are the same thing. ``x`` may be a Dataset (then no
+        ``y``); ``validation_data`` a Dataset or an ``(x_val, y_val)`` tuple. Keras names map to
+        Session's: ``validation_freq`` → ``val_epochs``, ``validation_steps`` → ``val_batches``;
+        ``initial_epoch`` and ``history`` (a History to continue) pass through unchanged.
+        """
+        if isinstance(validation_data, tuple) and len(validation_data) != 2:
+            raise ValueError(f"Model.fit: validation_data must be (x_val, y_val) or a Dataset, got a tuple of "
+                             f"{len(validation_data)} items (cutedl has no sample weights).")
+        if val_epochs is None:
+            val_epochs = validation_freq
+        elif validation_freq != 1:
+            raise ValueError("Model.fit: pass validation_freq or val_epochs, not both (they are the same).")
+        if validation_steps is not None:
+            if val_batches != -1:
+                raise ValueError("Model.fit: pass validation_steps or val_batches, not both (they are the same).")
+            val_batches = validation_steps
         data = x if y is None else (x, y)
         return self.session.fit(data, epochs=epochs, batch_size=batch_size, val_data=validation_data,
                                 validation_split=validation_split, val_epochs=val_epochs,
-                                val_steps=val_steps, listeners=list(callbacks or []) + list(listeners or []),
-                                verbose=verbose, shuffle=shuffle, initial_epoch=initial_epoch)
+                                val_steps=val_steps, val_batches=val_batches,
+                                listeners=list(callbacks or []) + list(listeners or []),
+                                verbose=verbose, shuffle=shuffle, initial_epoch=initial_epoch, history=history)
 
-    def evaluate(self, x=None, y=None, batch_size: int | None = None) -> dict:
+    def evaluate(self, x=None, y=None, batch_size: int | None = None, verbose: int = 0,
+                 steps: int | None = None) -> dict:
+        """Keras-style ``evaluate``: ``{'loss': ..., <metric>: ...}`` over at most ``steps`` batches.
+
+        ``verbose`` is accepted for Keras code; evaluation shows no progress bar.
+        """
+        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1):
+            raise ValueError(f"Model.evaluate: steps must be a positive integer or None (all batches), got {steps!r}.")
         data = x if y is None else (x, y)
-        return self.session.evaluate(data, batch_size=batch_size)
-
+        return self.session.evaluate(data, batch_size=batch_size, max_batches=-1 if steps is None else int(steps))

@@ -131,10 +131,27 @@ class Session:
 
     # ------------------------------------------------------------------ one step
     def _forward_loss(self, x, y, training):
+        """Outputs, loss and output mask of a batch.
+
+        With a masked sequence output (``model.output_mask`` not None) the loss and the
+        metrics count the real steps only, and the batch weighs its number of real steps in
+        the means over batches (``self._weight``); otherwise it weighs its samples.
+        """
         x = self.model.check_input(x)
         out = self.model.forward(x, training=training, logits=self._fused)
-        loss = self._train_loss(y, out)
-        return out, loss
+        mask = self.model.output_mask
+        if mask is None:
+            loss = self._train_loss(y, out)
+            self._weight = len(x)
+        else:
+            loss = self._train_loss(y, out, mask=mask)
+            self._weight = metrics_mod.mask_weight(mask, len(x))
+        return out, loss, mask
+
+    def _metric_logs(self, logs, y, out, mask):
+        pred = self._outputs(out)
+        for m in self.metrics:
+            logs[m.name] = float(m(y, pred) if mask is None else m(y, pred, mask=mask))
 
     def _outputs(self, out):
         """Model outputs as the user sees them (probabilities when training on logits)."""
@@ -144,7 +161,7 @@ class Session:
 
     def train_on_batch(self, x, y) -> dict:
         """One optimisation step on a batch; returns ``{'loss': ..., <metric>: ...}``."""
-        out, loss = self._forward_loss(x, y, training=True)
+        out, loss, mask = self._forward_loss(x, y, training=True)
         for p in self._regularized:
             loss += p.regularizer.loss(p.value)
         logs = {"loss": float(loss)}
@@ -161,28 +178,34 @@ class Session:
                           UserWarning, stacklevel=2)
             self._warned_nan = True
         if self.metrics:
-            pred = self._outputs(out)
-            for m in self.metrics:
-                logs[m.name] = float(m(y, pred))
+            self._metric_logs(logs, y, out, mask)
         return logs
 
     def evaluate(self, data, batch_size: int | None = None, max_batches: int = -1) -> dict:
-        """Loss and metrics over ``data`` (a Dataset or ``(x, y)``), averaged per sample."""
+        """Loss and metrics over ``data`` (a Dataset or ``(x, y)``), averaged per sample.
+
+        A Dataset's ``transform`` (training augmentation) is not applied. With a masked
+        sequence output the means are over the real (unmasked) steps of all batches.
+        """
         ds = self._as_dataset(data, batch_size, shuffle=False)
         sums = dict.fromkeys(["loss"] + [m.name for m in self.metrics], 0.0)
-        n = 0
-        for b, (x, y) in enumerate(ds):
+        n = seen = 0
+        logs: dict = {}
+        for b, (x, y) in enumerate(ds.batches(transform=False)):
             if 0 <= max_batches <= b:
                 break
-            out, loss = self._forward_loss(x, y, training=False)
-            k = len(x)
+            seen += 1
+            out, loss, mask = self._forward_loss(x, y, training=False)
+            k = self._weight
             sums["loss"] += loss * k
             if self.metrics:
-                pred = self._outputs(out)
-                for m in self.metrics:
-                    sums[m.name] += float(m(y, pred)) * k
+                self._metric_logs(logs, y, out, mask)
+                for name, v in logs.items():
+                    sums[name] += v * k
             n += k
         if n == 0:
+            if seen:
+                raise ValueError("evaluate: the data has no real (unmasked) time step: every step is padding.")
             raise ValueError("evaluate: the data yielded no batches.")
         return {k: float(v / n) for k, v in sums.items()}
 
@@ -319,7 +342,7 @@ class Session:
             self._stop_reason = "interrupted"
             if self._backup is not None and not self._dirty:
                 self._backup._at_boundary(final=True)
-        if self._acc.count and self._stop_reason != "nan" and not self._in_check:
+        if self._acc.sums and self._stop_reason != "nan" and not self._in_check:
             row = check(self.epoch)
         history.stop_reason = self._stop_reason or "completed"
         history.stopped_step, history.stopped_epoch = self.step, self.epoch
@@ -354,7 +377,7 @@ class Session:
                 self._dirty = True
                 logs = self.train_on_batch(x, y)
                 self.step += 1
-                self._acc.add(logs, len(x))
+                self._acc.add(logs, self._weight)
                 self._emit("batch_end", self.step, logs)
                 if self._stop_reason is None and val_steps and self.step % val_steps == 0:
                     row = check(epoch)
@@ -406,7 +429,8 @@ class Session:
             raise ValueError(f"fit: {what} has no labels (y is None); supervised training needs (x, y).")
         x = self.model.check_input(x)
         out = self.model.forward(x, training=False, logits=self._fused)
-        self._train_loss(y, out)
+        mask = self.model.output_mask
+        self._train_loss(y, out) if mask is None else self._train_loss(y, out, mask=mask)
 
     def _emit(self, event, arg, logs=None):
         for lst in self.listeners:
@@ -488,7 +512,8 @@ class _Accumulator:
 
     def means(self) -> dict:
         if not self.count:
-            return {}
+            # no batch (empty), or only batches without a real step (weight 0): those log 0
+            return dict.fromkeys(self.sums, 0.0)
         return {k: v / self.count for k, v in self.sums.items()}
 
 

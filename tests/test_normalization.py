@@ -354,3 +354,81 @@ def test_outputs_and_input_gradients_are_never_reused_buffers(make, inshape):
     np.testing.assert_array_equal(y1, y1c)
     np.testing.assert_array_equal(d1, d1c)
     assert not np.shares_memory(y1, y2) and not np.shares_memory(d1, d2)
+
+
+# ---------------------------------------------------------------------------- fast paths
+# LayerNormalization runs over its (rows, features) view a block of rows at a time; with a tiny
+# block size every configuration goes through several blocks, the last one short.
+@pytest.mark.parametrize("kwargs, inshape", [({}, (5, 4)), ({"axis": 1, "center": False}, (4, 3)),
+                                             ({"scale": False}, (5, 4)), ({"axis": (1, 2)}, (2, 3, 2))])
+def test_layernorm_in_blocks_of_rows_matches_naive_and_passes_the_gradient_check(monkeypatch, kwargs, inshape):
+    from cutedl.layers import normalization
+    monkeypatch.setattr(normalization, "_BLOCK_VALUES", 9)   # 2 rows of 4 features per block, 3 of 3...
+    rs = np.random.default_rng(20)
+    ln = built(LayerNormalization(dtype="float64", **kwargs), inshape)
+    if ln.gamma is not None:
+        ln.gamma.value[...] = rs.uniform(0.5, 2.0, ln.gamma.shape)
+    if ln.beta is not None:
+        ln.beta.value[...] = rs.normal(size=ln.beta.shape)
+    x = rs.normal(2.0, 3.0, (3,) + inshape)
+    axes = ln._perm[-len(ln.axis):]
+    xr = np.moveaxis(x, axes, range(x.ndim - len(axes), x.ndim))   # normalized axes last
+    flat = xr.reshape(-1, int(np.prod([x.shape[a] for a in axes])))
+    gamma = ln.gamma.value.reshape(-1) if ln.gamma is not None else np.ones(flat.shape[1])
+    beta = ln.beta.value.reshape(-1) if ln.beta is not None else np.zeros(flat.shape[1])
+    want = naive_layernorm(flat, gamma, beta, 1e-3).reshape(xr.shape)
+    np.testing.assert_allclose(ln.forward(x, training=True), np.moveaxis(want, range(x.ndim - len(axes), x.ndim), axes),
+                               rtol=1e-10, atol=1e-12)
+    report = testing.check_gradients(ln, x=x, training=True)
+    assert report["input"] < 1e-6 and all(v < 1e-6 for v in report.values())
+
+
+def test_layernorm_skip_input_grad_still_sets_gamma_and_beta_grads():
+    rs = np.random.default_rng(21)
+    ln, ref = (built(LayerNormalization(dtype="float64"), (3, 4)) for _ in range(2))
+    ln.skip_input_grad = True
+    x, g = rs.normal(size=(2, 3, 4)), rs.normal(size=(2, 3, 4))
+    for layer in (ln, ref):
+        layer.gamma.value[...] = np.arange(1.0, 5.0)
+        layer.forward(x, training=True)
+    assert ln.backward(g) is None
+    ref.backward(g)
+    np.testing.assert_allclose(ln.gamma.grad, ref.gamma.grad, rtol=1e-12)
+    np.testing.assert_allclose(ln.beta.grad, ref.beta.grad, rtol=1e-12)
+    assert np.abs(ln.gamma.grad).max() > 0.1
+
+
+@pytest.mark.parametrize("dtype, tol", [("float64", 1e-10), ("float32", 2e-4)])
+@pytest.mark.parametrize("kind, shape", [("layer", (4, 70, 33)), ("layer", (2, 300, 512)),   # 3 row blocks
+                                         ("batch", (40, 96)), ("batch", (6, 5, 7, 9))])
+def test_normalization_matches_pytorch(dtype, tol, kind, shape):
+    torch = pytest.importorskip("torch")
+    rs = np.random.default_rng(22)
+    x = (rs.normal(size=shape) * 3 + 5).astype(dtype)   # an offset: the variance must be of centered values
+    g = rs.normal(size=shape).astype(dtype)
+    feats = shape[-1] if kind == "layer" else shape[1]
+    gamma, beta = rs.uniform(0.5, 2.0, feats).astype(dtype), rs.normal(size=feats).astype(dtype)
+    ours = built(LayerNormalization(dtype=dtype) if kind == "layer" else BatchNormalization(dtype=dtype), shape[1:])
+    ours.gamma.value[...], ours.beta.value[...] = gamma, beta
+    if kind == "layer":
+        theirs = torch.nn.LayerNorm(feats, eps=1e-3)
+    else:
+        theirs = (torch.nn.BatchNorm2d if len(shape) == 4 else torch.nn.BatchNorm1d)(feats, eps=1e-3, momentum=0.01)
+    theirs = theirs.to(getattr(torch, dtype)).train()
+    with torch.no_grad():
+        theirs.weight.copy_(torch.from_numpy(gamma))
+        theirs.bias.copy_(torch.from_numpy(beta))
+    xt = torch.from_numpy(x).requires_grad_(True)
+    yt = theirs(xt)
+    yt.backward(torch.from_numpy(g))
+    y = ours.forward(x, training=True)
+    dx = ours.backward(g)
+    assert y.dtype == dx.dtype == ours.gamma.grad.dtype == np.dtype(dtype)
+    for mine, want in ((y, yt), (dx, xt.grad), (ours.gamma.grad, theirs.weight.grad), (ours.beta.grad, theirs.bias.grad)):
+        want = want.detach().numpy()
+        np.testing.assert_allclose(mine, want, rtol=tol, atol=tol * np.abs(want).max())
+    if kind == "batch":   # torch keeps the unbiased running variance; ours is biased (Keras)
+        n = x.size // feats
+        np.testing.assert_allclose(ours.moving_mean.value, theirs.running_mean.numpy(), rtol=tol)
+        np.testing.assert_allclose(ours.moving_variance.value,
+                                   0.99 + (theirs.running_var.numpy() - 0.99) * (n - 1) / n, rtol=tol)

@@ -174,7 +174,6 @@ class _Conv(Layer):
             z += self.bias.value[:, None]
         if cache:
             self._cols = cols
-            self._n = n
         if self._elementwise_activation():
             y = self._activate(z)
             return y.reshape((self.filters,) + out_hw + (n,))

@@ -43,7 +43,7 @@ class Masking(Layer):
     def compute_mask(self, x, mask=None):
         # True where any feature of the step differs from mask_value: (batch, T)
         keep = x != self.mask_value
-        return keep.reshape(keep.shape[0], keep.shape[1], -1).any(axis=-1)
+        return keep.any(axis=tuple(range(2, keep.ndim)))  # no reshape: works on an empty batch too
 
     def forward(self, x, training=False):
         self.check_input(x)

@@ -59,6 +59,17 @@ def _resolve_axis(layer: Layer, axis: int, inshape) -> int:
     return a
 
 
+# LayerNormalization works through its (rows, features) view a block of rows at a time, about this
+# many values per block (512 KB in float32): the ten or so passes NumPy makes over a block then run
+# in the L2 cache (measured: ~8 % faster than whole-array passes on (3200, 512); 64K-256K values
+# per block all do about as well, smaller blocks lose to the per-call overhead).
+_BLOCK_VALUES = 1 << 17
+
+
+def _block_rows(features: int) -> int:
+    return max(1, _BLOCK_VALUES // features)
+
+
 def _ser_reg(reg):
     return None if reg is None else regularizers.registry.serialize(reg)
 
@@ -103,6 +114,13 @@ class _Normalization(Layer):
             buf = xp.empty(shape, dtype=dtype)
             setattr(self, name, buf)
         return buf
+
+    def _ones(self, size: int):
+        """``size`` ones in the layer dtype (a cached vector): row and column sums as GEMVs."""
+        ones = self.__dict__.get("_ones_vec")
+        if ones is None or ones.size < size or ones.dtype != self.dtype:
+            ones = self._ones_vec = xp.ones(max(size, 1), dtype=self.dtype)
+        return ones[:size]
 
     def _set_grad(self, param, value):
         """Assign ``param.grad`` from ``value`` (shape of the param), reusing the buffer."""
@@ -174,46 +192,55 @@ class BatchNormalization(_Normalization):
         self.check_input(x)
         if x.dtype != self.dtype:
             x = x.astype(self.dtype)
-        one = self.dtype.type(1.0)
-        eps = self.dtype.type(self.epsilon)
+        dt = self.dtype
+        one = dt.type(1.0)
+        eps = dt.type(self.epsilon)
+        bshape = self._bshape
         self._training = bool(training) and self.trainable
         if self._training:
             count = x.size // self.moving_mean.size   # values per channel
-            inv_count = self.dtype.type(1.0 / count)
-            mean = self._channel_sum(x) * inv_count   # (C,)
-            xc = xp.subtract(x, mean.reshape(self._bshape), out=self._buffer("_xhat_buf", x.shape, x.dtype))
-            var = self._channel_dot(xc, xc) * inv_count   # biased variance, (C,)
-            inv = (one / xp.sqrt(var + eps)).reshape(self._bshape)
-            xhat = xc
-            xhat *= inv   # in place: xc is not needed any more
-            self._xhat = xhat
-            m = self.dtype.type(self.momentum)
+            inv_count = dt.type(1.0 / count)
+            mean = self._channel_sum(x)   # (C,)
+            mean *= inv_count
+            # centered once (a reused buffer): the variance of xc has no E[x^2] - mean^2 cancellation
+            xc = xp.subtract(x, mean.reshape(bshape), out=self._buffer("_xc_buf", x.shape, dt))
+            var = self._channel_dot(xc, xc)
+            var *= inv_count   # biased variance, (C,)
+            inv = one / xp.sqrt(var + eps)   # (C,)
+            m = dt.type(self.momentum)
             for stat, batch in ((self.moving_mean, mean), (self.moving_variance, var)):
                 stat.value *= m
                 stat.value += (one - m) * batch
             self._count = count
-            y = xhat * self.gamma.value.reshape(self._bshape) if self.gamma is not None else xhat.copy()
+            self._xc = xc   # xhat = xc * inv is never stored: y comes from xc in one pass
+            shift = None if self.beta is None else self.beta.value
         else:
-            inv = one / xp.sqrt(self.moving_variance.value + eps).reshape(self._bshape)
-            mean = self.moving_mean.value.reshape(self._bshape).copy()
+            inv = one / xp.sqrt(self.moving_variance.value + eps)
+            mean = self.moving_mean.value.copy()
             self._x = x
-            self._mean = mean
-            # y = x * (gamma * inv) + (beta - mean * gamma * inv): one pass over x
-            k = inv if self.gamma is None else inv * self.gamma.value.reshape(self._bshape)
-            y = x * k
-            y -= mean * k
-        self._inv = inv
-        if self.beta is not None:
-            y += self.beta.value.reshape(self._bshape)
+            self._mean = mean.reshape(bshape)
+            xc = x   # y = x * k + (beta - mean * k)
+            shift = -mean * inv if self.gamma is None else -mean * inv * self.gamma.value
+            if self.beta is not None:
+                shift += self.beta.value
+        self._inv = inv.reshape(bshape)
+        k = inv if self.gamma is None else inv * self.gamma.value   # (C,)
+        y = xp.multiply(xc, k.reshape(bshape))
+        if shift is not None:
+            y += shift.reshape(bshape)
         return y
 
     def backward(self, grad):
+        if grad.dtype != self.dtype:
+            grad = grad.astype(self.dtype)
         if self._training:
-            xhat = self._xhat
+            xc = self._xc
         else:
-            xhat = (self._x - self._mean) * self._inv
+            xc = xp.subtract(self._x, self._mean, out=self._buffer("_xc_buf", grad.shape, self.dtype))
+        inv = self._inv.reshape(-1)   # (C,)
         dbeta = self._channel_sum(grad)   # (C,)
-        dgamma = self._channel_dot(grad, xhat)
+        dgamma = self._channel_dot(grad, xc)
+        dgamma *= inv   # sum of grad * xhat per channel
         self._set_grad(self.beta, dbeta)
         self._set_grad(self.gamma, dgamma)
         if self.skip_input_grad:
@@ -222,16 +249,17 @@ class BatchNormalization(_Normalization):
         if not self._training:
             return grad * k   # the statistics are constants here
         # Closed form of the batch-statistics backward, per channel over n = count values:
-        # dx = gamma * inv * (g - mean(g) - xhat * mean(g * xhat))
+        # dx = gamma * inv * (g - mean(g) - xhat * mean(g * xhat)), with xhat = xc * inv
         n = self.dtype.type(1.0 / self._count)
-        dx = xhat * (dgamma * n).reshape(self._bshape)
+        dx = xp.multiply(xc, (dgamma * (inv * n)).reshape(self._bshape))
         dx += (dbeta * n).reshape(self._bshape)
         xp.subtract(grad, dx, out=dx)
         dx *= k
         return dx
 
     # Per-channel reductions on the (outer, C, inner) view of a (batch, ..., C, ...) array: einsum
-    # reduces it in one pass, several times faster than xp.sum over a tuple of axes.
+    # reduces it in one pass, several times faster than xp.sum over a tuple of axes; for
+    # (batch, features) a GEMV against ones is faster still.
     def _channel_view(self, a):
         inner = math.prod(a.shape[self._channel_axis + 1:])
         return a.reshape(-1, self.moving_mean.size, inner), inner
@@ -239,13 +267,18 @@ class BatchNormalization(_Normalization):
     def _channel_sum(self, a):
         """Sum over every axis but the channel axis: (batch, ..., C, ...) -> (C,)."""
         v, inner = self._channel_view(a)
-        return xp.einsum("ocs->c", v) if inner > 1 else v.reshape(-1, v.shape[1]).sum(axis=0)
+        if inner > 1:
+            return xp.einsum("ocs->c", v)
+        v = v.reshape(v.shape[0], -1)
+        return self._ones(v.shape[0]) @ v   # (outer,) @ (outer, C) -> (C,)
 
     def _channel_dot(self, a, b):
         """Per channel, the sum of ``a * b`` over every other axis, without an ``a * b`` temporary."""
         va, inner = self._channel_view(a)
         vb, _ = self._channel_view(b)
-        return xp.einsum("ocs,ocs->c", va, vb)
+        if inner > 1:
+            return xp.einsum("ocs,ocs->c", va, vb)
+        return xp.einsum("oc,oc->c", va.reshape(va.shape[0], -1), vb.reshape(vb.shape[0], -1))
 
     def get_config(self):
         cfg = super().get_config()
@@ -321,37 +354,79 @@ class LayerNormalization(_Normalization):
             x = x.astype(self.dtype)
         self._shape = x.shape
         x2 = self._rows(x)   # (rows, F)
-        xhat = xp.subtract(x2, x2.mean(axis=1, keepdims=True), out=self._buffer("_xhat_buf", x2.shape, x2.dtype))
-        # biased variance per row without a squared temporary: (rows, F) . (rows, F) -> (rows,)
-        var = xp.einsum("ij,ij->i", xhat, xhat).reshape(-1, 1) * self.dtype.type(1.0 / self._features)
-        inv = self.dtype.type(1.0) / xp.sqrt(var + self.dtype.type(self.epsilon))   # (rows, 1)
-        xhat *= inv
-        self._xhat, self._inv = xhat, inv
-        y = xhat * self.gamma.value.reshape(-1) if self.gamma is not None else xhat.copy()
-        if self.beta is not None:
-            y += self.beta.value.reshape(-1)
+        rows, feats = x2.shape
+        dt = self.dtype
+        # inv = 1 / sqrt(sum(xc^2) / F + eps) = sqrt(F) / sqrt(sum(xc^2) + F * eps)
+        root_f, f_eps = dt.type(math.sqrt(feats)), dt.type(feats * self.epsilon)
+        to_mean = self._mean_vector(feats)
+        gamma = None if self.gamma is None else self.gamma.value.reshape(-1)
+        beta = None if self.beta is None else self.beta.value.reshape(-1)
+        xhat_all = self._buffer("_xhat_buf", x2.shape, dt)
+        inv_all = self._buffer("_inv_buf", (rows, 1), dt)
+        y = xp.empty(x2.shape, dtype=dt)
+        # One block of rows at a time, so the passes over it run in cache (see _BLOCK_VALUES).
+        step = _block_rows(feats)
+        for s in range(0, rows, step):
+            b = slice(s, s + step)
+            xs, xhat, inv = x2[b], xhat_all[b], inv_all[b]
+            mean = xs @ to_mean   # (r, F) @ (F,) -> (r,): a GEMV, one pass
+            xp.subtract(xs, mean.reshape(-1, 1), out=xhat)   # centered once: no E[x^2] - mean^2
+            ss = xp.vecdot(xhat, xhat)   # (r,) sum of squares of the centered row
+            ss += f_eps
+            xp.sqrt(ss, out=ss)
+            xp.divide(root_f, ss.reshape(-1, 1), out=inv)   # (r, 1)
+            xhat *= inv
+            ys = y[b]
+            if gamma is not None:
+                xp.multiply(xhat, gamma, out=ys)
+                if beta is not None:
+                    ys += beta
+            elif beta is not None:
+                xp.add(xhat, beta, out=ys)
+            else:
+                ys[...] = xhat
+        self._xhat, self._inv = xhat_all, inv_all
         return self._unrows(y, x.shape)
 
     def backward(self, grad):
-        xhat = self._xhat
+        xhat_all, inv_all = self._xhat, self._inv
         g2 = self._rows(grad)   # (rows, F)
+        if g2.dtype != self.dtype:
+            g2 = g2.astype(self.dtype)
+        rows, feats = g2.shape
+        dt = self.dtype
         if self.beta is not None:
-            self._set_grad(self.beta, g2.sum(axis=0))
-        if self.gamma is not None:
-            self._set_grad(self.gamma, xp.einsum("ij,ij->j", g2, xhat))
+            self._set_grad(self.beta, self._ones(rows) @ g2)   # (rows,) @ (rows, F) -> (F,)
+        if self.gamma is not None:   # sum over rows of g * xhat, without a g * xhat temporary
+            self._set_grad(self.gamma, xp.einsum("ij,ij->j", g2, xhat_all))
         if self.skip_input_grad:
             return None
         # dx = inv * (gh - mean(gh) - xhat * mean(gh * xhat)), means per row, gh = g * gamma
-        if self.gamma is not None:
-            gh = xp.multiply(g2, self.gamma.value.reshape(-1), out=self._buffer("_gh_buf", g2.shape, self.dtype))
-        else:
-            gh = g2
-        n = self.dtype.type(1.0 / self._features)
-        dx = xhat * (xp.einsum("ij,ij->i", gh, xhat).reshape(-1, 1) * n)
-        dx += gh.mean(axis=1, keepdims=True)
-        xp.subtract(gh, dx, out=dx)
-        dx *= self._inv
+        gamma = None if self.gamma is None else self.gamma.value.reshape(-1)
+        dx = xp.empty(g2.shape, dtype=dt)
+        n = dt.type(1.0 / feats)
+        to_mean = self._mean_vector(feats)
+        step = _block_rows(feats)
+        gh_buf = None if gamma is None else self._buffer("_gh_buf", (min(step, rows), feats), dt)
+        for s in range(0, rows, step):
+            b = slice(s, s + step)
+            gs, xhat, d = g2[b], xhat_all[b], dx[b]
+            gh = gs if gamma is None else xp.multiply(gs, gamma, out=gh_buf[:len(gs)])
+            c = xp.vecdot(gh, xhat)   # (r,) sum of gh * xhat per row
+            c *= n
+            m = gh @ to_mean   # (r, F) @ (F,) -> (r,) mean of gh per row
+            xp.multiply(xhat, c.reshape(-1, 1), out=d)
+            d += m.reshape(-1, 1)
+            xp.subtract(gh, d, out=d)
+            d *= inv_all[b]
         return self._unrows(dx, self._shape)
+
+    def _mean_vector(self, size: int):
+        """A cached ``(size,)`` vector of ``1 / size``: ``rows @ it`` is the mean of each row (a GEMV)."""
+        vec = self.__dict__.get("_mean_vec")
+        if vec is None or vec.shape != (size,) or vec.dtype != self.dtype:
+            vec = self._mean_vec = xp.full(size, 1.0 / size, dtype=self.dtype)
+        return vec
 
     def get_config(self):
         cfg = super().get_config()

@@ -235,7 +235,7 @@ class RNN(Layer):
         self._xt = xt
         # one GEMM for the input projection of every step:
         # (T*batch, F) @ (F, G*units) -> (T, batch, G*units)
-        zx = (xt.reshape(-1, xt.shape[2]) @ self.kernel.value).reshape(steps, batch, -1)
+        zx = (xt.reshape(-1, xt.shape[2]) @ self.kernel.value).reshape(steps, batch, self.kernel.shape[1])
         if self.bias is not None:
             zx += self.bias.value
         # masks as (T, batch, 1) floats for arithmetic, plus the bool form for copyto(where=)
@@ -306,7 +306,7 @@ class RNN(Layer):
         self._extra_grads(gh)
         if self.skip_input_grad:
             return None
-        dxt = (g2 @ k.value.T).reshape(steps, batch, -1)  # (T*batch, G*units) @ (G*units, F)
+        dxt = (g2 @ k.value.T).reshape(steps, batch, k.shape[0])  # (T*batch, G*units) @ (G*units, F)
         if self._xmask is not None:
             dxt *= self._xmask
         if self.go_backwards:
