@@ -2,7 +2,6 @@
 import math
 import os
 import sys
-import time
 
 import matplotlib.image as mpimg
 import numpy as np
@@ -269,17 +268,14 @@ def test_bad_arguments_raise_teaching_errors(tmp_path):
         fit_report(make_history(), tmp_path / "r.png", dpi=0)
 
 
-def test_no_pyplot_and_fast_enough(tmp_path):
+def test_no_pyplot(tmp_path):
+    """Reports draw headless without importing pyplot (drawing time is in bench/reports.py)."""
     pyplot_before = "matplotlib.pyplot" in sys.modules
     h = make_history(rows=300, lr_drop_at=150)
-    fit_report(h, tmp_path / "warm.png")
-    start = time.perf_counter()
-    fit_report(h, tmp_path / "r.png")
-    elapsed = time.perf_counter() - start
+    out = fit_report(h, tmp_path / "r.png")
+    assert read_png(out).std() > 0
     if not pyplot_before:
         assert "matplotlib.pyplot" not in sys.modules
-    # The target is ~0.3 s; the bound is loose so a busy CI machine does not flake.
-    assert elapsed < 3.0
 
 
 # ---------------------------------------------------------------------------- compare_report
