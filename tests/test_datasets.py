@@ -13,7 +13,6 @@ import http.server
 import socket
 import struct
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -173,14 +172,11 @@ def test_real_mnist_shapes_dtypes_and_class_counts(real_mnist):
     assert x.flags.writeable and y.flags.writeable   # users shuffle in place
 
 
-def test_default_search_finds_the_repository_copy_fast(clean_env, real_mnist, monkeypatch):
+def test_default_search_finds_the_repository_copy(clean_env, real_mnist, monkeypatch):
     # With no data dir and an unreachable mirror, only the repository copy can answer.
     monkeypatch.setenv("CUTEDL_MNIST_MIRROR", dead_url())
-    start = time.perf_counter()
     loaded = mnist.load_data()
-    elapsed = time.perf_counter() - start
     assert_same(loaded, real_mnist)
-    assert elapsed < 3.0   # ~0.3 s in practice; a generous bound against a slow parser
     assert not clean_env.exists()   # nothing was downloaded
 
 
