@@ -10,6 +10,7 @@ too: with ``--threads 1`` on a busy machine it is the steadier measure.
     python bench/cnn.py                       # 3 x 100 timed steps each, after 20 warm-up steps
     python bench/cnn.py --steps 50 --repeats 5 --threads 2
     python bench/cnn.py --malloc-tuning       # both frameworks with glibc malloc tuned (see PERFORMANCE.md)
+    python bench/cnn.py --openblas-coretype auto   # let OpenBLAS pick the CPU's kernels
 """
 from __future__ import annotations
 
@@ -110,6 +111,10 @@ def measure(framework: str, args) -> dict | None:
                MKL_NUM_THREADS=str(args.threads))
     if args.malloc_tuning:
         env.update(MALLOC_MMAP_THRESHOLD_="33554432", MALLOC_TRIM_THRESHOLD_="4000000000")
+    if args.openblas_coretype == "auto":
+        env.pop("OPENBLAS_CORETYPE", None)
+    elif args.openblas_coretype:
+        env["OPENBLAS_CORETYPE"] = args.openblas_coretype
     cmd = [sys.executable, os.path.abspath(__file__), "--child", framework, "--warmup", str(args.warmup),
            "--steps", str(args.steps), "--repeats", str(args.repeats), "--threads", str(args.threads)]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -127,6 +132,10 @@ def main(argv=None) -> dict:
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     p.add_argument("--malloc-tuning", action="store_true",
                    help="run both with MALLOC_MMAP_THRESHOLD_/MALLOC_TRIM_THRESHOLD_ set (PERFORMANCE.md)")
+    p.add_argument("--openblas-coretype", default=None, metavar="NAME",
+                   help="OPENBLAS_CORETYPE for the runs ('auto': unset it, so OpenBLAS picks the CPU's own "
+                        "kernels; an environment that pins an older core, e.g. Haswell on an AVX-512 CPU, "
+                        "slows NumPy's GEMMs, not PyTorch's)")
     p.add_argument("--only", choices=["cutedl", "torch"], help="time one framework only")
     p.add_argument("--child", choices=["cutedl", "torch"], help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -142,6 +151,8 @@ def main(argv=None) -> dict:
         except ImportError:
             frameworks.remove("torch")
             print("torch is not installed (pip install torch==2.13.0): timing cutedl only")
+    coretype = os.environ.get("OPENBLAS_CORETYPE") if args.openblas_coretype is None else args.openblas_coretype
+    print(f"OPENBLAS_CORETYPE: {coretype or 'auto'}")
     results = {}
     for fw in frameworks:
         r = measure(fw, args)
