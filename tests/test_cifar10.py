@@ -88,7 +88,8 @@ def test_download_is_verified_and_cached(archive, tmp_path, monkeypatch):
 
 
 def test_no_data_and_no_network_says_where_to_put_it(tmp_path):
-    with pytest.raises(DownloadError, match=r"cifar-10-python.tar.gz.*CUTEDL_DATA_DIR"):
+    with pytest.raises(DownloadError, match=r"put the file 'cifar-10-python.tar.gz' \(as published, "
+                                             r"not unpacked\) in .*CUTEDL_DATA_DIR"):
         cifar10.load_data(mirror=(tmp_path / "nowhere").as_uri() + "/", cache_dir=tmp_path / "c", search_repo=False)
     with pytest.raises(FileNotFoundError, match="lacks 'cifar-10-python.tar.gz'"):
         cifar10.load_data(tmp_path)

@@ -229,7 +229,8 @@ def test_download_is_checked_against_keras_sha256(no_local_files, serve, monkeyp
 
 
 def test_missing_data_says_how_to_get_it(no_local_files):
-    with pytest.raises(DownloadError, match=r"imdb\.npz.*~/\.keras/datasets/ is found too"):
+    with pytest.raises(DownloadError, match=r"put the file 'imdb\.npz' \(as published, not unpacked\) in "
+                                           r".*~/\.keras/datasets/ is found too"):
         imdb.load_data(mirror=dead_url(), search_repo=False)
 
 
