@@ -289,7 +289,24 @@ def test_server_down_gives_a_clear_error(clean_env):
     assert "Could not download mnist file 'train-images-idx3-ubyte.gz'" in message
     assert str(clean_env / "mnist") in message        # where to put the files by hand
     assert "CUTEDL_DATA_DIR" in message and "path=" in message
+    assert "put the files 'train-images-idx3-ubyte.gz', " in message
+    assert "'t10k-labels-idx1-ubyte.gz' (gzipped, as published) in " in message
     assert leftovers(clean_env) == ["mnist"]
+
+
+def test_how_to_put_files_by_hand_follows_each_checksum(clean_env):
+    # of='content' files are checked through gzip: keep them gzipped; others exactly as served
+    gz, raw = Checksum("0" * 64), Checksum("0" * 64, of="download")
+    cases = [({"a.gz": gz}, "put the file 'a.gz' (gzipped, as published) in "),
+             ({"a.npz": raw, "b.tar.gz": raw}, "put the files 'a.npz', 'b.tar.gz' (as published, not unpacked) in "),
+             ({"a.gz": gz, "b.zip": raw}, "put the files 'a.gz' (gzipped, as published), "
+                                          "'b.zip' (as published, not unpacked) in ")]
+    for files, expected in cases:
+        toy = DatasetSource("toy", files, mirrors=(dead_url(),))
+        with pytest.raises(DownloadError) as info:
+            fetch(toy)
+        assert expected in str(info.value)
+        assert "gzipped" not in str(info.value).replace("'a.gz' (gzipped", "")
 
 
 def test_http_404_is_a_download_error(tmp_path, clean_env, serve):

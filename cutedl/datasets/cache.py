@@ -286,10 +286,23 @@ def _download_from_mirrors(source: DatasetSource, name: str, mirrors: Sequence[s
     env = f" or ${source.mirror_env}" if source.mirror_env else ""
     raise DownloadError(
         f"Could not download {source.name} file {name!r}: " + "; ".join(failures) + ". "
-        f"Without network, put the files {_listing(list(source.files))} (gzipped, as published) in "
+        f"Without network, put {_files_as_published(source)} in "
         f"{str(directory)!r}, or in '<dir>/{source.name}/' with ${DATA_DIR_ENV}=<dir>, or pass "
         f"load_data(path=<a directory holding them>). Another mirror can be chosen with "
         f"mirror=...{env}.")
+
+
+def _files_as_published(source: DatasetSource) -> str:
+    """``source``'s files, saying in what form to put them by hand: a file checked by its gzip
+    content (``of='content'``) is kept gzipped; any other exactly as downloaded, not unpacked."""
+    def form(checksum: Checksum) -> str:
+        return "gzipped, as published" if checksum.of == "content" else "as published, not unpacked"
+
+    forms = {form(c) for c in source.files.values()}
+    if len(forms) == 1:
+        noun = "the file" if len(source.files) == 1 else "the files"
+        return f"{noun} {_listing(list(source.files))} ({forms.pop()})"
+    return "the files " + ", ".join(f"{n!r} ({form(c)})" for n, c in source.files.items())
 
 
 def _reason(err: BaseException) -> str:

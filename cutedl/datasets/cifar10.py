@@ -12,17 +12,14 @@ cutedl dataset (see ``cutedl.datasets.cache``): ``path``, ``$CUTEDL_DATA_DIR/cif
 repository's ``datasets/cifar10/``, then the cache ``~/.cache/cutedl/cifar10/``, where it is
 downloaded once from the authors' site and kept only if its sha256 matches.
 
-The archive's batches are Python pickles (written by Python 2's cPickle). They are decoded by a
-restricted unpickler that can build dicts, lists, numbers, strings and plain NumPy arrays and
-nothing else: any other global a pickle names (``os.system``, ``builtins.eval``...) is refused
-with a ``ValueError`` before anything runs. The archive is read in memory, never extracted.
+The archive's batches are Python pickles (written by Python 2's cPickle). They are decoded by
+``cutedl.datasets.safe_pickle`` with an allowlist that builds dicts, lists, numbers, strings and
+plain numeric NumPy arrays and nothing else: any other global a pickle names (``os.system``,
+``builtins.eval``...) is refused with a ``ValueError`` before anything runs. The archive is read in memory, never extracted.
 """
 from __future__ import annotations
 
-import io
 import os
-import pickle
-import struct
 import tarfile
 import zlib
 from pathlib import Path
@@ -30,6 +27,7 @@ from typing import Optional
 
 import numpy as np
 
+from cutedl.datasets import safe_pickle
 from cutedl.datasets.cache import Checksum, DatasetSource, PathLike, fetch
 
 ARCHIVE = "cifar-10-python.tar.gz"
@@ -122,7 +120,8 @@ def read_archive(archive: PathLike, names) -> dict:
 
 def decode_batch(raw: bytes, what: str = "batch"):
     """One pickled batch -> ``(x uint8 (n, 3, 32, 32), y uint8 (n,))``, checking its layout."""
-    d = safe_unpickle(raw, what)
+    d = safe_pickle.decode(raw, PICKLE_GLOBALS, encoding="bytes", what=f"cifar10: {what}",
+                          content="a CIFAR-10 batch", hint="Delete the archive and download it again.")
     if not isinstance(d, dict):
         raise ValueError(f"cifar10: {what} holds a {type(d).__name__}, expected a dict with 'data' and 'labels'.")
     d = {k.decode("latin-1") if isinstance(k, bytes) else k: v for k, v in d.items()}
@@ -143,74 +142,9 @@ def decode_batch(raw: bytes, what: str = "batch"):
     return data.reshape(len(data), 3, 32, 32), y.astype(np.uint8)
 
 
-def safe_unpickle(raw: bytes, what: str = "pickle"):
-    """Decode a pickle that may hold only dicts, lists, tuples, numbers, strings and NumPy arrays.
-
-    Python 2 strings come back as ``bytes``. Raises ``ValueError`` for any other content (a
-    pickle naming another global is refused before that global is looked up) or a corrupt stream.
-    """
-    try:
-        return _Unpickler(io.BytesIO(raw), what).load()
-    except _Refused as err:
-        raise ValueError(f"cifar10: {what}: {err}") from None
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, KeyError, IndexError, AttributeError,
-            struct.error) as err:
-        raise ValueError(f"cifar10: {what} is not a valid CIFAR-10 pickle (corrupt or truncated: "
-                         f"{type(err).__name__}: {err}).") from None
-
-
-class _Refused(pickle.UnpicklingError):
-    """The pickle asks for something a CIFAR-10 batch never holds."""
-
-
-def _numpy_reconstruct():
-    core = getattr(np, "_core", None)   # numpy >= 2 (numpy.core is a deprecated alias there)
-    if core is None:
-        core = np.core
-    return core.multiarray._reconstruct
-
-
-def _reconstruct(subtype, shape, typecode):
-    """NumPy's array reduction, for plain ``ndarray`` only (no subclass can be smuggled in)."""
-    if subtype is not np.ndarray:
-        raise _Refused(f"refusing to build an array of type {subtype!r}")
-    return _numpy_reconstruct()(np.ndarray, shape, typecode)
-
-
-def _dtype(spec, align=False, copy=False):
-    """``numpy.dtype`` for plain numeric dtypes only (no object dtype)."""
-    dt = np.dtype(spec.decode("latin-1") if isinstance(spec, bytes) else spec, align, copy)
-    if dt.kind not in "biuf":
-        raise _Refused(f"refusing dtype {dt} (CIFAR-10 holds uint8 pixels)")
-    return dt
-
-
-# Everything a CIFAR-10 batch names: NumPy's array reduction (under its NumPy 1 and 2 module
-# names), the ndarray type it receives and dtype. Nothing else is ever looked up.
-_ALLOWED = {
-    ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
-    ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
-    ("numpy", "ndarray"): np.ndarray,
-    ("numpy", "dtype"): _dtype,
-}
-
-
-class _Unpickler(pickle.Unpickler):
-    def __init__(self, file, what):
-        # bytes: Python 2 str stays bytes (pixels are raw bytes; keys are decoded afterwards)
-        super().__init__(file, encoding="bytes")
-        self._what = what
-
-    def find_class(self, module, name):
-        found = _ALLOWED.get((module, name))
-        if found is None:
-            raise _Refused(
-                f"refused to load global {module}.{name}: a CIFAR-10 batch holds only NumPy arrays, lists, "
-                f"numbers and strings, so this file is not one (and may be malicious). It was not executed.")
-        return found
-
-    def persistent_load(self, pid):
-        raise _Refused("refused a persistent reference: a CIFAR-10 batch has none")
+# Everything a CIFAR-10 batch names: NumPy's array rebuilder (plain ndarray, numeric dtypes
+# only). Dicts, lists, numbers and strings need no global; anything else is refused unrun.
+PICKLE_GLOBALS = safe_pickle.numpy_array_globals(kinds="biuf")
 
 
 def _extracted_dir(path) -> Optional[Path]:

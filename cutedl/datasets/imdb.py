@@ -14,9 +14,10 @@ cut by ``num_words`` / ``skip_top``. Same arguments, same shuffle, same arrays a
 
 Keras's file stores the reviews as NumPy *object* arrays, which ``np.load(allow_pickle=False)``
 refuses, and which np.load with pickles allowed would unpickle blindly (running any code a
-tampered file holds). This module reads the ``.npy`` members itself and decodes object arrays with a pickle
-reader that can only rebuild NumPy arrays of lists of integers; anything else in the stream
-(another class, a function call) is rejected with ``ValueError`` before it is created.
+tampered file holds). This module reads the ``.npy`` members itself and decodes object arrays
+with ``cutedl.datasets.safe_pickle``, whose allowlist here rebuilds only NumPy arrays of lists of
+integers; anything else in the stream (another class, a function call) is rejected with
+``ValueError`` before it is created.
 
 Files are looked up in a directory given as ``path`` (or the file itself), then
 ``$CUTEDL_DATA_DIR/imdb``, the repository's ``datasets/imdb``, the cutedl cache and Keras's cache
@@ -27,7 +28,6 @@ from __future__ import annotations
 import io
 import itertools
 import json
-import pickle
 import zipfile
 from pathlib import Path
 from typing import Optional
@@ -35,7 +35,7 @@ from typing import Optional
 import numpy as np
 from numpy.lib import format as npy_format
 
-from cutedl.datasets import cache
+from cutedl.datasets import cache, safe_pickle
 from cutedl.datasets.cache import Checksum, DatasetSource, PathLike
 
 DATA_FILE = "imdb.npz"
@@ -177,6 +177,14 @@ def read_npz(file: PathLike, keys=None) -> dict:
         raise ValueError(f"{file} is not a valid .npz file (corrupt or truncated: {err}).") from None
 
 
+# What np.save writes for an object array of lists of ints: NumPy's array rebuilder (object
+# dtype allowed; the elements go through the same allowlist), numeric NumPy scalars (np.int64
+# items) and the latin1 _codecs.encode that Python 3 protocol-2 pickles spell bytes with.
+PICKLE_GLOBALS = {**safe_pickle.numpy_array_globals(kinds="biufO"), **safe_pickle.NUMPY_SCALAR_GLOBALS,
+                  **safe_pickle.LATIN1_BYTES_GLOBALS}
+_TAMPERED = "The file is corrupt or was tampered with; delete it and download it again."
+
+
 def _read_npy(data: bytes, where: str) -> np.ndarray:
     f = io.BytesIO(data)
     try:
@@ -192,56 +200,15 @@ def _read_npy(data: bytes, where: str) -> np.ndarray:
             return npy_format.read_array(f, allow_pickle=False)
         if dtype != np.dtype(object) or len(shape) != 1:
             raise ValueError(f"only 1-D object arrays are read, got dtype {dtype} shape {shape}")
-        # np.save writes an object array as a pickle of the whole ndarray (Python 2 files too:
-        # latin1 is how NumPy itself decodes their byte strings).
-        array = _RestrictedUnpickler(f, encoding="latin1").load()
-    except (pickle.UnpicklingError, ValueError, TypeError, EOFError, AttributeError, IndexError,
-            KeyError, OverflowError) as err:
-        raise ValueError(f"{where}: cannot be read safely ({err}). The file is corrupt or was tampered "
-                         f"with; delete it and download it again.") from None
+    except (ValueError, TypeError, EOFError, OverflowError) as err:
+        raise ValueError(f"{where}: cannot be read safely ({err}). {_TAMPERED}") from None
+    # np.save writes an object array as a pickle of the whole ndarray (Python 2 files too:
+    # latin1 is how NumPy itself decodes their byte strings).
+    array = safe_pickle.decode(data[f.tell():], PICKLE_GLOBALS, encoding="latin1", what=where,
+                              content="an IMDB array of reviews", hint="Delete the file and download it again.")
     if not isinstance(array, np.ndarray) or array.dtype != np.dtype(object) or array.shape != tuple(shape):
         raise ValueError(f"{where}: the pickle does not hold the object array its header announces.")
     return array
-
-
-# NumPy's array-unpickling function, whatever module this NumPy version keeps it in.
-_RECONSTRUCT = np.empty(0).__reduce__()[0]
-
-
-def _scalar(dtype, data=None):
-    """``numpy.core.multiarray.scalar`` for numeric dtypes only (it would rebuild objects from
-    arbitrary pickles for dtype object)."""
-    if not isinstance(dtype, np.dtype) or dtype.kind not in "biuf" or not isinstance(data, bytes):
-        raise pickle.UnpicklingError("only numeric NumPy scalars may be rebuilt")
-    return np.frombuffer(data, dtype=dtype, count=1)[0]
-
-
-def _latin1_bytes(text, encoding="latin1"):
-    """``_codecs.encode`` as protocol-2 pickles written by Python 3 use it: str -> bytes only."""
-    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
-        raise pickle.UnpicklingError("only latin1 text may be encoded to bytes")
-    return text.encode("latin1")
-
-
-class _RestrictedUnpickler(pickle.Unpickler):
-    """Rebuilds NumPy arrays, dtypes, numeric scalars and latin1 bytes (lists and ints need no
-    global). Every other global (the only way a pickle can reach code) is refused."""
-
-    _ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"): _RECONSTRUCT,
-        ("numpy._core.multiarray", "_reconstruct"): _RECONSTRUCT,
-        ("numpy.core.multiarray", "scalar"): _scalar,
-        ("numpy._core.multiarray", "scalar"): _scalar,
-        ("numpy", "ndarray"): np.ndarray,
-        ("numpy", "dtype"): np.dtype,
-        ("_codecs", "encode"): _latin1_bytes,
-    }
-
-    def find_class(self, module, name):
-        try:
-            return self._ALLOWED[(module, name)]
-        except KeyError:
-            raise pickle.UnpicklingError(f"refused to load the global {module}.{name}") from None
 
 
 def _reviews(xs: np.ndarray, where) -> tuple:
