@@ -1,18 +1,84 @@
-"""The array backend: the one module that names the array library.
+"""The array backend: the one module of cutedl that names an array library.
 
-Layers, losses and optimizers write ``from cutedl.backend import xp`` and do their math with
-``xp.matmul``, ``xp.exp``... ``xp`` is NumPy today; a CuPy backend can replace it later without
-touching the layers. Deliberately thin: no wrapper classes around arrays.
+Two array libraries meet here:
+
+- ``xp``: the *device* library, where params, activations and gradients live. NumPy by default;
+  :func:`use_backend` ('numpy' or 'cupy') switches it before a model is built.
+- ``np``: the *host* library, always NumPy: files, reports, History figures, data parsing. Code
+  outside this module writes ``from cutedl.backend import np`` when it works on host arrays and
+  ``from cutedl.backend import xp`` (or ``backend.xp`` when it must see a later switch) when it
+  computes on the device.
+
+Crossing between the two goes through :func:`to_device` and :func:`to_host` (and
+:func:`item` for a logged scalar), which count their crossings in :data:`transfers`, so a test
+can assert that a training step copies each batch to the device once and brings back only the
+logged scalars. With the NumPy backend both are free (no copy) but are counted all the same.
+
+Random draws that must happen on the device (dropout masks, noise) go through :func:`uniform`,
+:func:`normal` and :func:`bernoulli`, which take a generator from :mod:`cutedl.rng`.
+Deliberately thin: no wrapper class around arrays.
 """
 from __future__ import annotations
 
-import numpy as np
+import contextlib
+import importlib
+import os
 
-xp = np
+import numpy
+import numpy as np  # the host library, re-exported: ``from cutedl.backend import np``
 
+xp = numpy
+"""The device array library (NumPy unless :func:`use_backend` switched it)."""
+
+_NAME = "numpy"
 _FLOATX = np.dtype("float32")
 
+__all__ = ["np", "xp", "current", "use_backend", "floatx", "set_floatx", "resolve_dtype", "asarray",
+           "to_device", "to_host", "to_numpy", "item", "is_array", "is_host_array", "as_array", "transfers",
+           "count_transfers", "scatter_add", "uniform", "normal", "bernoulli", "ndarray_types"]
 
+
+# ---------------------------------------------------------------------------- choosing the backend
+def current() -> str:
+    """The name of the active backend: 'numpy' or 'cupy'."""
+    return _NAME
+
+
+def use_backend(name: str) -> None:
+    """Switch the device array library: 'numpy' (default) or 'cupy' (an NVIDIA GPU).
+
+    Call it before building a model: params are created on the backend active at ``build`` time.
+    ``CUTEDL_BACKEND=cupy`` in the environment does the same at import.
+
+    Raises:
+        ValueError: an unknown name.
+        RuntimeError: 'cupy' without CuPy installed, or without a usable GPU (the message says
+            which, and how to fix it).
+    """
+    global xp, _NAME
+    if not isinstance(name, str) or name.lower() not in ("numpy", "cupy"):
+        raise ValueError(f"use_backend: the backend must be 'numpy' or 'cupy', got {name!r}.")
+    name = name.lower()
+    if name == "numpy":
+        xp, _NAME = numpy, "numpy"
+        return
+    try:
+        cupy = importlib.import_module("cupy")
+    except ImportError as err:
+        raise RuntimeError(f"use_backend('cupy'): CuPy is not installed ({err}). Install the wheel matching your "
+                           f"CUDA version, e.g. pip install -e \".[gpu]\" (cupy-cuda12x) or cupy-cuda13x.") from None
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as err:  # CUDA driver missing or broken: CuPy raises its own error types
+        raise RuntimeError(f"use_backend('cupy'): CuPy is installed but no usable NVIDIA GPU was found ({err}). "
+                           f"Check nvidia-smi and the CUDA driver, or stay on the 'numpy' backend.") from None
+    if count < 1:
+        raise RuntimeError("use_backend('cupy'): CuPy is installed but no NVIDIA GPU is visible "
+                           "(CUDA_VISIBLE_DEVICES?). Stay on the 'numpy' backend or expose a GPU.")
+    xp, _NAME = cupy, "cupy"
+
+
+# ---------------------------------------------------------------------------- dtypes
 def floatx() -> np.dtype:
     """The default float dtype for parameters and activations (float32 unless changed)."""
     return _FLOATX
@@ -40,17 +106,137 @@ def resolve_dtype(dtype=None) -> np.dtype:
     return dt
 
 
-def to_numpy(x) -> np.ndarray:
-    """Bring an array back to host memory as a NumPy array (identity for NumPy)."""
-    return np.asarray(x)
+# ---------------------------------------------------------------------------- host <-> device
+class Transfers:
+    """Counts of host->device (``to_device``) and device->host (``to_host``/``item``) crossings."""
+
+    __slots__ = ("to_device", "to_host")
+
+    def __init__(self):
+        self.to_device = 0
+        self.to_host = 0
+
+    def __repr__(self) -> str:
+        return f"Transfers(to_device={self.to_device}, to_host={self.to_host})"
+
+
+transfers = Transfers()
+"""Running counts since import (tests read differences, or use :func:`count_transfers`)."""
+
+
+@contextlib.contextmanager
+def count_transfers():
+    """``with count_transfers() as t: ...``: ``t.to_device`` / ``t.to_host`` crossings inside the block."""
+    t = Transfers()
+    d0, h0 = transfers.to_device, transfers.to_host
+    try:
+        yield t
+    finally:
+        t.to_device = transfers.to_device - d0
+        t.to_host = transfers.to_host - h0
+
+
+def ndarray_types() -> tuple:
+    """The array types of the host and the active device library."""
+    return (np.ndarray,) if xp is numpy else (np.ndarray, xp.ndarray)
+
+
+def is_array(a) -> bool:
+    """True for a host (NumPy) or device (active backend) array."""
+    return isinstance(a, ndarray_types())
+
+
+def is_host_array(a) -> bool:
+    """True for a NumPy array (host memory)."""
+    return isinstance(a, np.ndarray)
+
+
+def asarray(a, dtype=None):
+    """``a`` as an array of the device library (no copy when it already is one of that dtype).
+
+    Not counted as a transfer: use it for values created on the host side of the code itself
+    (constants, configs). Data batches go through :func:`to_device`.
+    """
+    return xp.asarray(a, dtype=dtype)
+
+
+def to_device(a, dtype=None):
+    """Copy a host array (or nested list) to the device; counted in :data:`transfers`.
+
+    With the NumPy backend this is ``numpy.asarray`` (no copy when the dtype matches).
+    """
+    transfers.to_device += 1
+    return xp.asarray(a, dtype=dtype)
+
+
+def to_host(a) -> np.ndarray:
+    """Bring an array back to host memory as a NumPy array; counted in :data:`transfers`."""
+    transfers.to_host += 1
+    if xp is not numpy and isinstance(a, xp.ndarray):
+        return xp.asnumpy(a)
+    return np.asarray(a)
+
+
+to_numpy = to_host
+
+
+def item(a) -> float:
+    """A 0-d (or size-1) device value as a Python float; one device->host crossing (counted)."""
+    transfers.to_host += 1
+    if hasattr(a, "item"):
+        return float(a.item())
+    return float(a)
 
 
 def as_array(a, who: str, what: str):
     """``a`` as an array; a ragged nested list raises a ValueError naming ``who`` and ``what``."""
-    if isinstance(a, xp.ndarray):
+    if is_array(a):
         return a
     try:
-        return xp.asarray(a)
+        return np.asarray(a)
     except (ValueError, TypeError) as err:
         raise ValueError(f"{who}: {what} cannot be turned into an array ({err}). Are all samples the same "
                          f"shape? Pad or trim them first.") from None
+
+
+# ---------------------------------------------------------------------------- device kernels
+def scatter_add(target, indices, values) -> None:
+    """``target[indices] += values`` with repeated indices accumulated (``np.add.at``), in place."""
+    if xp is numpy:
+        np.add.at(target, indices, values)
+    else:
+        importlib.import_module("cupyx").scatter_add(target, indices, values)
+
+
+# ---------------------------------------------------------------------------- random draws
+# Generators come from cutedl.rng (NumPy Generators, so that checkpoints can save their state).
+# On the NumPy backend the draw lands in place; another backend gets the host draw copied over
+# (the CuPy backend replaces these with device generators).
+def uniform(gen, shape, dtype=None):
+    """Uniform [0, 1) samples of ``shape`` from generator ``gen``, as a device array of ``dtype``."""
+    dt = resolve_dtype(dtype)
+    out = gen.random(shape, dtype=dt if dt in (np.float32, np.float64) else np.float64)
+    return out if xp is numpy else to_device(out)
+
+
+def normal(gen, shape, dtype=None, loc: float = 0.0, scale: float = 1.0):
+    """Normal(loc, scale) samples of ``shape`` from ``gen``, as a device array of ``dtype``."""
+    dt = resolve_dtype(dtype)
+    out = gen.standard_normal(shape, dtype=dt)
+    if scale != 1.0:
+        out *= dt.type(scale)
+    if loc != 0.0:
+        out += dt.type(loc)
+    return out if xp is numpy else to_device(out)
+
+
+def bernoulli(gen, shape, keep: float, dtype=None):
+    """A 0/1 mask of ``shape`` (1 with probability ``keep``) as a device array of ``dtype``."""
+    dt = resolve_dtype(dtype)
+    u = gen.random(shape, dtype=dt)
+    mask = (u < keep).astype(dt)
+    return mask if xp is numpy else to_device(mask)
+
+
+if os.environ.get("CUTEDL_BACKEND"):
+    use_backend(os.environ["CUTEDL_BACKEND"])
