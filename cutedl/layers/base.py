@@ -29,6 +29,7 @@ Masks (sequences padded to a common length):
 from __future__ import annotations
 
 import collections
+import contextlib
 import functools
 import inspect
 import re
@@ -37,6 +38,31 @@ from cutedl import backend
 from cutedl.backend import xp
 
 _name_counts: collections.Counter = collections.Counter()
+
+_GRAD_ENABLED = True
+
+
+def grad_enabled() -> bool:
+    """False inside :func:`no_grad`: layers then keep no activation caches for ``backward``."""
+    return _GRAD_ENABLED
+
+
+@contextlib.contextmanager
+def no_grad():
+    """Inference without training caches (PyTorch's ``no_grad`` idea).
+
+    ``Model.predict``, ``Session.evaluate`` and validation run inside it: a layer's ``forward``
+    computes its output but stores nothing for ``backward`` (im2col columns, pooling argmaxes,
+    normalised activations), so peak memory is the size of the live activations only. Calling
+    ``backward`` after such a forward is a RuntimeError. Nests; restores the previous mode.
+    """
+    global _GRAD_ENABLED
+    previous = _GRAD_ENABLED
+    _GRAD_ENABLED = False
+    try:
+        yield
+    finally:
+        _GRAD_ENABLED = previous
 
 
 def _snake(name: str) -> str:
