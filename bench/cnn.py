@@ -2,27 +2,24 @@
 
 The network of examples/mnist_cnn.py: Conv2D 32 5x5 same + ReLU -> MaxPool 2 -> Conv2D 64 5x5
 same + ReLU -> MaxPool 2 -> Flatten -> Dense 1024 ReLU -> Dropout 0.5 -> Dense 10 (softmax
-cross-entropy). cutedl and, when torch is installed, PyTorch CPU (eager, same thread count) each
-run in their own subprocess, so peak RSS is per framework, and the ratio printed is measured in
-this one run (the machine may be noisy: compare ratios, not absolute times). CPU time is printed
-too: with ``--threads 1`` on a busy machine it is the steadier measure.
+cross-entropy). cutedl and PyTorch CPU (eager, same thread count) run alternately in their own
+subprocesses (see bench/_common.py); the table gives min and median s/100 steps and their ratios.
 
-    python bench/cnn.py                       # 3 x 100 timed steps each, after 20 warm-up steps
-    python bench/cnn.py --steps 50 --repeats 5 --threads 2
-    python bench/cnn.py --malloc-tuning       # both frameworks with glibc malloc tuned (see PERFORMANCE.md)
-    python bench/cnn.py --openblas-coretype auto   # let OpenBLAS pick the CPU's kernels
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/cnn.py --threads 2
+    python bench/cnn.py --rounds 5 --steps 50 --baseline /work/base    # also an older tree
+    python bench/cnn.py --profile            # cutedl only: per-layer times and cProfile's top entries
+    python bench/cnn.py --predict            # peak RSS of predicting the 10,000 test images
 """
 from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import os
-import resource
-import statistics
-import subprocess
 import sys
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _common  # noqa: E402
 
 BATCH = 64
 
@@ -45,39 +42,45 @@ def _example():
     return module
 
 
-def _stamp() -> tuple:
-    return time.perf_counter(), time.process_time()
-
-
-def _windows(stamps: list, warmup: int, steps: int, repeats: int) -> dict:
-    """Wall and CPU seconds per ``steps`` steps for each of ``repeats`` windows after ``warmup`` steps."""
-    spans = [(stamps[warmup - 1 + r * steps], stamps[warmup - 1 + (r + 1) * steps]) for r in range(repeats)]
-    return {"times": [b[0] - a[0] for a, b in spans], "cpu_times": [b[1] - a[1] for a, b in spans]}
-
-
-def run_cutedl(warmup: int, steps: int, repeats: int) -> list:
+def _cutedl_session():
     import cutedl
-    from cutedl import Dataset, Session, datasets, listeners, optimizers
+    from cutedl import Session, optimizers
 
     cutedl.set_seed(0)
-    total = warmup + steps * repeats
-    x, y = _data(total * BATCH)
     model = _example().build_model()
-    sess = Session(model, "categorical_crossentropy", optimizers.Adam(1e-3))
-    stamps = []
-    timer = listeners.LambdaListener(on_batch_end=lambda step, logs: stamps.append(_stamp()))
-    sess.fit(Dataset(x, datasets.one_hot(y, 10), batch_size=BATCH), epochs=1, listeners=[timer], verbose=0)
-    return _windows(stamps, warmup, steps, repeats)
+    return model, Session(model, "categorical_crossentropy", optimizers.Adam(1e-3))
 
 
-def run_torch(warmup: int, steps: int, repeats: int, threads: int) -> list:
+def _batches(x, y, total: int):
+    """``total`` batches of a fixed random order (the same for both frameworks)."""
     import numpy as np
+
+    perm = np.random.default_rng(0).permutation(len(x))
+    return [perm[i * BATCH:(i + 1) * BATCH] for i in range(total)]
+
+
+def run_cutedl(args) -> dict:
+    from cutedl import datasets
+
+    total = args.warmup + args.steps * args.windows
+    x, y = _data(total * BATCH)
+    y1 = datasets.one_hot(y, 10)
+    _, sess = _cutedl_session()
+    batches = iter(_batches(x, y, total))
+
+    def step():
+        idx = next(batches)
+        sess.train_on_batch(x[idx], y1[idx])
+
+    return {"cnn train": _common.timed_windows(step, args.warmup, args.steps, args.windows)}
+
+
+def run_torch(args) -> dict:
     import torch
     from torch import nn
 
     torch.manual_seed(0)
-    torch.set_num_threads(threads)
-    total = warmup + steps * repeats
+    total = args.warmup + args.steps * args.windows
     x, y = _data(total * BATCH)
     x, y = torch.from_numpy(x), torch.from_numpy(y)
     model = nn.Sequential(nn.Conv2d(1, 32, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
@@ -85,90 +88,113 @@ def run_torch(warmup: int, steps: int, repeats: int, threads: int) -> list:
                           nn.Linear(3136, 1024), nn.ReLU(), nn.Dropout(0.5), nn.Linear(1024, 10))
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     lossf = nn.CrossEntropyLoss()
-    perm = torch.from_numpy(np.random.default_rng(0).permutation(len(x)))
-    stamps = []
-    for i in range(total):
-        idx = perm[i * BATCH:(i + 1) * BATCH]
+    batches = iter([torch.from_numpy(b) for b in _batches(x, y, total)])
+
+    def step():
+        idx = next(batches)
         opt.zero_grad(set_to_none=True)
         loss = lossf(model(x[idx]), y[idx])
         loss.backward()
         opt.step()
-        stamps.append(_stamp())
-    return _windows(stamps, warmup, steps, repeats)
+
+    return {"cnn train": _common.timed_windows(step, args.warmup, args.steps, args.windows)}
 
 
-def child(framework: str, args) -> None:
-    if framework == "cutedl":
-        result = run_cutedl(args.warmup, args.steps, args.repeats)
-    else:
-        result = run_torch(args.warmup, args.steps, args.repeats, args.threads)
-    result.update(framework=framework, peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-    print(json.dumps(result))
+def run_child(framework: str, args) -> dict:
+    return run_torch(args) if framework == "torch" else run_cutedl(args)
 
 
-def measure(framework: str, args) -> dict | None:
-    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), OPENBLAS_NUM_THREADS=str(args.threads),
-               MKL_NUM_THREADS=str(args.threads))
-    if args.malloc_tuning:
-        env.update(MALLOC_MMAP_THRESHOLD_="33554432", MALLOC_TRIM_THRESHOLD_="4000000000")
-    if args.openblas_coretype == "auto":
-        env.pop("OPENBLAS_CORETYPE", None)
-    elif args.openblas_coretype:
-        env["OPENBLAS_CORETYPE"] = args.openblas_coretype
-    cmd = [sys.executable, os.path.abspath(__file__), "--child", framework, "--warmup", str(args.warmup),
-           "--steps", str(args.steps), "--repeats", str(args.repeats), "--threads", str(args.threads)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if proc.returncode != 0:
-        print(f"{framework}: failed\n{proc.stderr[-2000:]}", file=sys.stderr)
-        return None
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+# ---------------------------------------------------------------------------- --profile
+def profile(args) -> None:
+    """Per-layer forward/backward milliseconds of one training step, then cProfile's top entries."""
+    import cProfile
+    import pstats
+
+    from cutedl import datasets
+
+    n = args.warmup + 2 * args.steps
+    x, y = _data(n * BATCH)
+    y1 = datasets.one_hot(y, 10)
+    model, sess = _cutedl_session()
+    batches = iter(_batches(x, y, n))
+    spent: dict = {}
+
+    def timed(layer, kind, fn):
+        def wrapper(*a, **k):
+            t = time.perf_counter()
+            out = fn(*a, **k)
+            spent[(layer.name, kind)] = spent.get((layer.name, kind), 0.0) + time.perf_counter() - t
+            return out
+        return wrapper
+
+    for layer in model.layers:   # instance attributes shadow the class methods
+        layer.forward = timed(layer, "forward", layer.forward)
+        layer.backward = timed(layer, "backward", layer.backward)
+
+    def step():
+        idx = next(batches)
+        sess.train_on_batch(x[idx], y1[idx])
+
+    for _ in range(args.warmup):
+        step()
+    spent.clear()
+    t0 = time.perf_counter()
+    for _ in range(args.steps):
+        step()
+    total = (time.perf_counter() - t0) / args.steps * 1e3
+    ms = {k: v / args.steps * 1e3 for k, v in spent.items()}
+    print(f"one training step (batch {BATCH}, threads {args.threads}, mean of {args.steps} steps): {total:.2f} ms")
+    print(f"{'layer':24s} {'forward ms':>11s} {'backward ms':>12s} {'share':>7s}")
+    for layer in model.layers:
+        f, b = ms.get((layer.name, "forward"), 0.0), ms.get((layer.name, "backward"), 0.0)
+        print(f"{layer.name:24s} {f:11.2f} {b:12.2f} {(f + b) / total:7.1%}")
+    rest = total - sum(ms.values())
+    print(f"{'loss, optimizer, other':24s} {rest:24.2f} {rest / total:7.1%}")
+    prof = cProfile.Profile()
+    prof.enable()
+    for _ in range(args.steps):
+        step()
+    prof.disable()
+    print(f"\ncProfile, {args.steps} steps, top {args.top} by own time:")
+    pstats.Stats(prof, stream=sys.stdout).sort_stats("tottime").print_stats(args.top)
+
+
+# ---------------------------------------------------------------------------- --predict
+def predict_rss(args) -> None:
+    """Peak RSS of Model.predict on the 10,000 MNIST test images (cutedl, untrained weights)."""
+    from cutedl import datasets
+
+    _, (xt, _) = datasets.mnist.load_data()
+    xt = datasets.normalize(xt).reshape(-1, 1, 28, 28)
+    model, _ = _cutedl_session()
+    before = _common.peak_rss_mb()
+    t = time.perf_counter()
+    out = model.predict(xt, batch_size=args.predict_batch)
+    print(f"predict 10,000 images, batch_size={args.predict_batch}: {time.perf_counter() - t:.2f} s, "
+          f"peak RSS {_common.peak_rss_mb():.0f} MB (before predict {before:.0f} MB), output {out.shape}")
 
 
 def main(argv=None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--steps", type=int, default=100, help="steps per timed window (times are per 100 steps)")
-    p.add_argument("--repeats", type=int, default=3, help="timed windows; the median is reported")
-    p.add_argument("--warmup", type=int, default=20, help="untimed steps first")
-    p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    p.add_argument("--malloc-tuning", action="store_true",
-                   help="run both with MALLOC_MMAP_THRESHOLD_/MALLOC_TRIM_THRESHOLD_ set (PERFORMANCE.md)")
-    p.add_argument("--openblas-coretype", default=None, metavar="NAME",
-                   help="OPENBLAS_CORETYPE for the runs ('auto': unset it, so OpenBLAS picks the CPU's own "
-                        "kernels; an environment that pins an older core, e.g. Haswell on an AVX-512 CPU, "
-                        "slows NumPy's GEMMs, not PyTorch's)")
-    p.add_argument("--only", choices=["cutedl", "torch"], help="time one framework only")
-    p.add_argument("--child", choices=["cutedl", "torch"], help=argparse.SUPPRESS)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=_common.HelpFormatter)
+    p.add_argument("--steps", type=int, default=50, help="training steps per timed window")
+    p.add_argument("--windows", type=int, default=1, help="timed windows per subprocess run")
+    p.add_argument("--warmup", type=int, default=10, help="untimed steps first, in every run")
+    p.add_argument("--profile", action="store_true", help="cutedl only: per-layer times and cProfile top entries")
+    p.add_argument("--top", type=int, default=25, help="cProfile entries printed with --profile")
+    p.add_argument("--predict", action="store_true", help="cutedl only: peak RSS of predicting the test set")
+    p.add_argument("--predict-batch", type=int, default=None, help="batch_size of --predict (default: Model's)")
+    _common.add_args(p)
     args = p.parse_args(argv)
-    if min(args.steps, args.repeats, args.warmup, args.threads) < 1:
-        p.error("--steps, --repeats, --warmup and --threads must be >= 1")
-    if args.child:
-        child(args.child, args)
+    if min(args.steps, args.windows, args.warmup) < 1:
+        p.error("--steps, --windows and --warmup must be >= 1")
+    if args.profile or args.predict:
+        from cutedl import threads
+
+        threads.set_num_threads(args.threads)
+        profile(args) if args.profile else predict_rss(args)
         return {}
-    frameworks = [args.only] if args.only else ["cutedl", "torch"]
-    if "torch" in frameworks:
-        try:
-            import torch  # noqa: F401
-        except ImportError:
-            frameworks.remove("torch")
-            print("torch is not installed (pip install torch==2.13.0): timing cutedl only")
-    coretype = os.environ.get("OPENBLAS_CORETYPE") if args.openblas_coretype is None else args.openblas_coretype
-    print(f"OPENBLAS_CORETYPE: {coretype or 'auto'}")
-    results = {}
-    for fw in frameworks:
-        r = measure(fw, args)
-        if r:
-            per100 = [t * 100 / args.steps for t in r["times"]]
-            r["s_per_100_steps"] = statistics.median(per100)
-            r["cpu_s_per_100_steps"] = statistics.median(t * 100 / args.steps for t in r["cpu_times"])
-            results[fw] = r
-            print(f"{fw:7s} {r['s_per_100_steps']:.2f} s/100 steps (windows: {', '.join(f'{t:.2f}' for t in per100)}; "
-                  f"CPU {r['cpu_s_per_100_steps']:.2f} s)  peak RSS {r['peak_rss_mb']:.0f} MB  threads {args.threads}")
-    if "cutedl" in results and "torch" in results:
-        c, t = results["cutedl"], results["torch"]
-        print(f"ratio cutedl/torch: {c['s_per_100_steps'] / t['s_per_100_steps']:.2f}x time, "
-              f"{c['cpu_s_per_100_steps'] / t['cpu_s_per_100_steps']:.2f}x CPU time, "
-              f"{c['peak_rss_mb'] / t['peak_rss_mb']:.2f}x RSS")
-    return results
+    argv = [a for a in (sys.argv[1:] if argv is None else argv)]
+    return _common.main_loop(__file__, argv, run_child, args, unit="s/100 steps", scale=100 / args.steps)
 
 
 if __name__ == "__main__":

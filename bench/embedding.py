@@ -1,39 +1,31 @@
 """Benchmark: the Embedding gradient (summing the rows of repeated ids) three ways, and PyTorch's.
 
-For each case it times, in one process, the scatter-add that ``Embedding.backward`` must do:
-``np.add.at``, a sort + ``np.add.reduceat``, and the layer's own ``backward`` (one ``np.bincount``
-over (id, column) pairs). When torch is installed it also times ``nn.Embedding``'s backward
-(dense gradient) in a subprocess with the same number of threads. It prints milliseconds per
-call (median of ``--repeat``) and the ratio to the layer.
+For each case it times the scatter-add that ``Embedding.backward`` must do: ``np.add.at``, a
+sort + ``np.add.reduceat``, and the layer's own ``backward`` (one ``np.bincount`` over (id, column)
+pairs), and PyTorch's ``nn.Embedding`` backward (dense gradient) with the same threads; the
+frameworks run alternately in their own subprocesses (see bench/_common.py). The table gives min
+and median ms per call; the ratio row compares the layer's backward with PyTorch's.
 
-    python bench/embedding.py
-    python bench/embedding.py --repeat 21 --threads 2
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/embedding.py --threads 2
 """
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import statistics
-import subprocess
 import sys
-import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _common  # noqa: E402
 
 # (label, vocabulary, batch, steps, embedding dim)
 CASES = [("char LM", 100, 64, 64, 32), ("IMDB", 20000, 32, 200, 64), ("large", 20000, 128, 500, 128)]
 
 
-def _median_ms(fn, repeat: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return 1e3 * statistics.median(times)
+def _windows(fn, args) -> dict:
+    return _common.timed_windows(fn, 1, args.steps, args.windows)
 
 
-def run_numpy(repeat: int) -> dict:
+def run_cutedl(args) -> dict:
     import numpy as np
 
     from cutedl import layers
@@ -64,15 +56,15 @@ def run_numpy(repeat: int) -> dict:
         add_at()
         if not np.allclose(emb.embeddings.grad, buf, atol=1e-3):
             raise RuntimeError(f"{label}: Embedding.backward disagrees with np.add.at")
-        out[label] = {"np.add.at": _median_ms(add_at, repeat), "sort+reduceat": _median_ms(sort_reduce, repeat),
-                      "Embedding.backward": _median_ms(lambda: emb.backward(grad), repeat)}
+        out[f"{label}: Embedding.backward"] = _windows(lambda: emb.backward(grad), args)
+        out[f"{label}: np.add.at"] = _windows(add_at, args)
+        out[f"{label}: sort+reduceat"] = _windows(sort_reduce, args)
     return out
 
 
-def run_torch(repeat: int, threads: int) -> dict:
+def run_torch(args) -> dict:
     import torch
 
-    torch.set_num_threads(threads)
     out = {}
     for label, vocab, batch, steps, dim in CASES:
         g = torch.Generator().manual_seed(0)
@@ -84,42 +76,24 @@ def run_torch(repeat: int, threads: int) -> dict:
             emb.weight.grad = None
             emb(ids).backward(grad)
 
-        out[label] = {"torch nn.Embedding backward": _median_ms(step, repeat)}
+        out[f"{label}: Embedding.backward"] = _windows(step, args)
     return out
 
 
-def main(argv=None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--repeat", type=int, default=11)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--worker", choices=["numpy", "torch"], help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
-    if args.worker:
-        result = run_numpy(args.repeat) if args.worker == "numpy" else run_torch(args.repeat, args.threads)
-        print(json.dumps(result))
-        return result
+def run_child(framework: str, args) -> dict:
+    return run_torch(args) if framework == "torch" else run_cutedl(args)
 
-    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), OPENBLAS_NUM_THREADS=str(args.threads),
-               MKL_NUM_THREADS=str(args.threads))
-    results = {}
-    for worker in ("numpy", "torch"):
-        if worker == "torch":
-            try:
-                import torch  # noqa: F401
-            except ImportError:
-                print("torch not installed: PyTorch timings skipped")
-                continue
-        proc = subprocess.run([sys.executable, __file__, "--worker", worker, "--repeat", str(args.repeat),
-                               "--threads", str(args.threads)], env=env, capture_output=True, text=True, check=True)
-        for label, timings in json.loads(proc.stdout.strip().splitlines()[-1]).items():
-            results.setdefault(label, {}).update(timings)
-    for label, vocab, batch, steps, dim in CASES:
-        row = results[label]
-        ours = row["Embedding.backward"]
-        print(f"{label}: vocabulary {vocab:,}, {batch}x{steps} ids, dim {dim}")
-        for name, ms in row.items():
-            print(f"  {name:<30} {ms:8.2f} ms   {ms / ours:5.2f}x the layer")
-    return results
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=_common.HelpFormatter)
+    p.add_argument("--steps", type=int, default=5, help="calls per timed window")
+    p.add_argument("--windows", type=int, default=5, help="timed windows per subprocess run")
+    _common.add_args(p, rounds=2)
+    args = p.parse_args(argv)
+    if min(args.steps, args.windows) < 1:
+        p.error("--steps and --windows must be >= 1")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    return _common.main_loop(__file__, argv, run_child, args, unit="ms/call", scale=1e3 / args.steps)
 
 
 if __name__ == "__main__":

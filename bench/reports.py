@@ -25,10 +25,16 @@ def history(rows: int) -> History:
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--rows", type=int, default=300)
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--threads", type=int, default=None, help="BLAS threads (default: leave as is)")
     args = p.parse_args(argv)
+    if args.threads is not None:
+        from cutedl import threads
+
+        threads.set_num_threads(args.threads)
     h = history(args.rows)
     out = {}
     with tempfile.TemporaryDirectory() as tmp:

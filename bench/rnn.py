@@ -1,25 +1,23 @@
 """Benchmark: seconds per 100 training steps of LSTM and GRU (128 units) on MNIST rows.
 
 The model reads each image as 28 steps of 28 pixels (batch 128): ``LSTM(128)`` or ``GRU(128)``
--> ``Dense(10, softmax)``, cross-entropy, Adam. cutedl and, when torch is installed, PyTorch CPU
-(``nn.LSTM`` / ``nn.GRU``, same threads) each run in their own subprocess (so peak RSS is per
-framework); the script prints the ratio measured in this run.
+-> ``Dense(10, softmax)``, cross-entropy, Adam. cutedl and PyTorch CPU (``nn.LSTM`` / ``nn.GRU``,
+same threads) run alternately in their own subprocesses (see bench/_common.py); the table gives
+min and median s/100 steps and their ratios.
 
-    python bench/rnn.py                    # 3 timed rounds of 100 steps each (after a warm-up round)
-    python bench/rnn.py --rounds 5 --threads 2 --cells lstm
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/rnn.py --threads 2
+    python bench/rnn.py --rounds 5 --cells lstm --baseline /work/base
 """
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import resource
-import statistics
-import subprocess
 import sys
-import time
 
-BATCH, STEPS, UNITS = 128, 100, 128
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _common  # noqa: E402
+
+BATCH, UNITS = 128, 128
 
 
 def _load():
@@ -30,15 +28,15 @@ def _load():
     return x, y.astype("int64")
 
 
-def _batches(n, rounds, seed=0):
-    """Index arrays of ``rounds * STEPS`` random batches (same for both frameworks)."""
+def _batches(n, count, seed=0):
+    """Index arrays of ``count`` random batches (the same for both frameworks)."""
     import numpy as np
 
     rs = np.random.default_rng(seed)
-    return [rs.choice(n, BATCH, replace=False) for _ in range(rounds * STEPS)]
+    return [rs.choice(n, BATCH, replace=False) for _ in range(count)]
 
 
-def run_cutedl(cell: str, rounds: int) -> list:
+def run_cutedl(cell: str, args) -> dict:
     import cutedl
     from cutedl import Model, Session, datasets, layers, optimizers
 
@@ -48,27 +46,19 @@ def run_cutedl(cell: str, rounds: int) -> list:
     rnn = {"lstm": layers.LSTM, "gru": layers.GRU}[cell]
     model = Model([rnn(UNITS, inshape=(28, 28)), layers.Dense(10, activation="softmax")]).assemble()
     sess = Session(model, "categorical_crossentropy", optimizers.Adam(1e-3))
-    batches = _batches(len(x), rounds + 1)
-    return _timed(rounds, lambda r: [sess.train_on_batch(x[idx], y1[idx])
-                                     for idx in batches[r * STEPS:(r + 1) * STEPS]])
+    batches = iter(_batches(len(x), args.warmup + args.steps * args.windows))
+
+    def step():
+        idx = next(batches)
+        sess.train_on_batch(x[idx], y1[idx])
+
+    return _common.timed_windows(step, args.warmup, args.steps, args.windows)
 
 
-def _timed(rounds, run_round):
-    """Wall and process-CPU seconds of each round after the first (warm-up)."""
-    wall, cpu = [], []
-    for r in range(rounds + 1):
-        t0, c0 = time.perf_counter(), time.process_time()
-        run_round(r)
-        wall.append(time.perf_counter() - t0)
-        cpu.append(time.process_time() - c0)
-    return wall[1:], cpu[1:]
-
-
-def run_torch(cell: str, rounds: int, threads: int) -> list:
+def run_torch(cell: str, args) -> dict:
     import torch
 
     torch.manual_seed(0)
-    torch.set_num_threads(threads)
     x, y = _load()
     x, y = torch.from_numpy(x), torch.from_numpy(y)
 
@@ -85,69 +75,35 @@ def run_torch(cell: str, rounds: int, threads: int) -> list:
     model = Net()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     lossf = torch.nn.CrossEntropyLoss()
-    batches = [torch.from_numpy(b) for b in _batches(len(x), rounds + 1)]
+    batches = iter([torch.from_numpy(b) for b in _batches(len(x), args.warmup + args.steps * args.windows)])
 
-    def run_round(r):
-        for idx in batches[r * STEPS:(r + 1) * STEPS]:
-            opt.zero_grad(set_to_none=True)
-            loss = lossf(model(x[idx]), y[idx])
-            loss.backward()
-            opt.step()
+    def step():
+        idx = next(batches)
+        opt.zero_grad(set_to_none=True)
+        loss = lossf(model(x[idx]), y[idx])
+        loss.backward()
+        opt.step()
 
-    return _timed(rounds, run_round)
-
-
-def child(framework: str, cell: str, rounds: int, threads: int) -> None:
-    wall, cpu = run_cutedl(cell, rounds) if framework == "cutedl" else run_torch(cell, rounds, threads)
-    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"framework": framework, "cell": cell, "times": wall, "cpu_times": cpu, "peak_rss_mb": rss_mb}))
+    return _common.timed_windows(step, args.warmup, args.steps, args.windows)
 
 
-def measure(framework: str, cell: str, rounds: int, threads: int) -> dict | None:
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads),
-               MKL_NUM_THREADS=str(threads))
-    proc = subprocess.run([sys.executable, __file__, "--child", framework, "--cells", cell, "--rounds",
-                           str(rounds), "--threads", str(threads)], capture_output=True, text=True, env=env)
-    if proc.returncode != 0:
-        print(f"{framework} {cell}: failed\n{proc.stderr[-2000:]}", file=sys.stderr)
-        return None
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+def run_child(framework: str, args) -> dict:
+    run = run_torch if framework == "torch" else run_cutedl
+    return {cell.upper(): run(cell, args) for cell in args.cells}
 
 
 def main(argv=None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--rounds", type=int, default=3, help="timed rounds of 100 steps (after one warm-up round)")
-    p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=_common.HelpFormatter)
+    p.add_argument("--steps", type=int, default=50, help="training steps per timed window")
+    p.add_argument("--windows", type=int, default=1, help="timed windows per subprocess run")
+    p.add_argument("--warmup", type=int, default=10, help="untimed steps first, in every run")
     p.add_argument("--cells", nargs="+", choices=["lstm", "gru"], default=["lstm", "gru"])
-    p.add_argument("--child", choices=["cutedl", "torch"], help=argparse.SUPPRESS)
+    _common.add_args(p)
     args = p.parse_args(argv)
-    if args.child:
-        child(args.child, args.cells[0], args.rounds, args.threads)
-        return {}
-    try:
-        import torch  # noqa: F401
-        frameworks = ["cutedl", "torch"]
-    except ImportError:
-        frameworks = ["cutedl"]
-        print("torch is not installed (pip install torch==2.13.0): timing cutedl only")
-    results = {}
-    for cell in args.cells:
-        for fw in frameworks:
-            r = measure(fw, cell, args.rounds, args.threads)
-            if r:
-                r["median_s"] = statistics.median(r["times"])
-                r["median_cpu_s"] = statistics.median(r["cpu_times"])
-                results[(fw, cell)] = r
-                print(f"{fw:7s} {cell.upper():4s} {r['median_s']:.3f} s/100 steps "
-                      f"(rounds: {', '.join(f'{t:.3f}' for t in r['times'])}; CPU {r['median_cpu_s']:.3f} s)  "
-                      f"peak RSS {r['peak_rss_mb']:.0f} MB  threads {args.threads}")
-        if ("cutedl", cell) in results and ("torch", cell) in results:
-            c, t = results[("cutedl", cell)], results[("torch", cell)]
-            # on a busy machine the CPU-time ratio (meaningful with --threads 1) is the steadier one
-            print(f"{cell.upper()} ratio cutedl/torch: {c['median_s'] / t['median_s']:.2f}x time "
-                  f"({c['median_cpu_s'] / t['median_cpu_s']:.2f}x CPU time), "
-                  f"{c['peak_rss_mb'] / t['peak_rss_mb']:.2f}x RSS")
-    return results
+    if min(args.steps, args.windows, args.warmup) < 1:
+        p.error("--steps, --windows and --warmup must be >= 1")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    return _common.main_loop(__file__, argv, run_child, args, unit="s/100 steps", scale=100 / args.steps)
 
 
 if __name__ == "__main__":
