@@ -1,22 +1,24 @@
-"""Model: a stack of layers. Assemble, predict, backward, summary, weights, save/load.
+"""Model: a stack of layers. Assemble, forward, backward, predict, summary, weights, save/load.
 
     >>> model = Model([Dense(400, inshape=784, activation='relu'), Dense(10)]).assemble()
     >>> model.predict(x).shape
     (n, 10)
 
-Keras-style sugar (``compile`` / ``fit`` / ``evaluate``) runs on :class:`cutedl.Session`.
+This module owns the architecture and its computation; it has no training loop. Keras-style
+sugar (``compile`` / ``fit`` / ``evaluate``) builds the trainer named by ``Model.session_class``,
+which :mod:`cutedl.training.session` sets to :class:`cutedl.Session` when it is imported (as
+``import cutedl`` always does), so this module never imports the training package.
 """
 from __future__ import annotations
 
 import math
 import os
 
-import numpy as np
-
 from cutedl import backend
 from cutedl._io import load_json_npz, save_json_npz
-from cutedl.backend import xp
-from cutedl.layers.base import Layer, _fmt_shape, _snake, forward_takes_mask, unique_name, registry as layer_registry
+from cutedl._validate import check_int
+from cutedl.layers.base import Layer, fmt_shape, forward_takes_mask, no_grad, snake_case, unique_name
+from cutedl.layers.base import registry as layer_registry
 
 FORMAT = "cutedl-model"
 FORMAT_VERSION = 1
@@ -30,6 +32,9 @@ class Model:
             (or pass ``inshape`` to :meth:`assemble`).
         name: model name.
     """
+
+    session_class = None
+    """The trainer ``compile`` builds (``cutedl.Session``; set by :mod:`cutedl.training.session`)."""
 
     def __init__(self, layers=None, name: str = "model"):
         self.name = name
@@ -69,7 +74,7 @@ class Model:
             raise ValueError(f"Layer names must be unique within a model, got {[l.name for l in self.layers]}.")
         for layer in self.layers:
             if layer.name is None:
-                layer.name = unique_name(_snake(type(layer).__name__), taken)
+                layer.name = unique_name(snake_case(type(layer).__name__), taken)
                 taken.add(layer.name)
         for layer in self.layers:
             if getattr(layer, "returns_list", False):
@@ -130,7 +135,7 @@ class Model:
             if x.ndim > 2 and len(first.inshape) == 1 and math.prod(x.shape[1:]) == first.inshape[0]:
                 hint = " Reshape the data with x.reshape(len(x), -1) or start the model with Flatten()."
             raise ValueError(
-                f"Model input: layer {first.describe()} expected input of shape {_fmt_shape(first.inshape)}, "
+                f"Model input: layer {first.describe()} expected input of shape {fmt_shape(first.inshape)}, "
                 f"got {tuple(x.shape)}.{hint}"
             )
         return x
@@ -181,22 +186,30 @@ class Model:
                 reset()
 
     def predict(self, x, batch_size: int | None = None):
-        """Outputs for ``x`` (inference mode), computed ``batch_size`` rows at a time (all at once if None)."""
+        """Outputs for ``x`` (inference mode), ``batch_size`` rows at a time (all at once if None).
+
+        Runs under :func:`~cutedl.layers.base.no_grad` (no training caches are kept) and returns
+        a host (NumPy) array whatever the backend.
+        """
+        if batch_size is not None:
+            batch_size = check_int("predict", "batch_size", batch_size, minimum=1, what="a positive integer")
         x = self.check_input(x)
-        if x.dtype.kind == "f" and not np.isfinite(x).all():
-            raise ValueError(f"predict: the input holds {x.size - int(np.isfinite(x).sum())} NaN/inf value(s); "
-                             f"clean or impute them first.")
+        np = backend.np
+        if x.dtype.kind == "f":
+            finite = backend.to_host(backend.xp.isfinite(x)) if not backend.is_host_array(x) else np.isfinite(x)
+            if not finite.all():
+                raise ValueError(f"predict: the input holds {x.size - int(finite.sum())} NaN/inf value(s); "
+                                 f"clean or impute them first.")
         n = len(x)
-        if batch_size is None or batch_size >= n:
-            return self.forward(x, training=False)
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
-            raise ValueError(f"predict: batch_size must be a positive integer, got {batch_size!r}.")
-        out = None
-        for i in range(0, n, batch_size):
-            y = self.forward(x[i:i + batch_size], training=False)
-            if out is None:
-                out = xp.empty((n,) + y.shape[1:], dtype=y.dtype)
-            out[i:i + len(y)] = y
+        with no_grad():
+            if batch_size is None or batch_size >= n:
+                return backend.to_host(self.forward(backend.to_device(x), training=False))
+            out = None
+            for i in range(0, n, batch_size):
+                y = backend.to_host(self.forward(backend.to_device(x[i:i + batch_size]), training=False))
+                if out is None:
+                    out = np.empty((n,) + y.shape[1:], dtype=y.dtype)
+                out[i:i + len(y)] = y
         return out
 
     def __call__(self, x, training: bool = False):
@@ -215,18 +228,18 @@ class Model:
         if len(weights) != len(params):
             raise ValueError(f"set_weights: the model has {len(params)} params, got {len(weights)} arrays.")
         for p, w in zip(params, weights):
-            w = np.asarray(w)
-            if w.shape != p.shape:
+            w = w if backend.is_array(w) else backend.np.asarray(w)
+            if tuple(w.shape) != tuple(p.shape):
                 raise ValueError(f"set_weights: {p.name} has shape {p.shape}, got an array of shape {w.shape}.")
         for p, w in zip(params, weights):
-            p.value[...] = w
+            p.value[...] = backend.asarray(w)
 
     # ------------------------------------------------------------------ description
     def summary(self) -> str:
         """A table of layers (name, type, output shape, params) with totals, as a string."""
         rows = [("Layer", "Type", "Output shape", "Params")]
         for layer in self.layers:
-            out = _fmt_shape(layer.outshape) if layer.built else "?"
+            out = fmt_shape(layer.outshape) if layer.built else "?"
             rows.append((layer.name or "?", type(layer).__name__, out, f"{layer.count_params():,}"))
         widths = [max(len(r[i]) for r in rows) for i in range(4)]
         line = "-" * (sum(widths) + 6)
@@ -269,7 +282,7 @@ class Model:
         self._require_assembled("save()")
         meta = {"format": FORMAT, "version": FORMAT_VERSION, "config": self.get_config(),
                 "params": [p.name for p in self.params]}
-        arrays = {f"param_{i}": backend.to_numpy(p.value) for i, p in enumerate(self.params)}
+        arrays = {f"param_{i}": backend.to_host(p.value) for i, p in enumerate(self.params)}
         save_json_npz(path, "__config__", meta, arrays)
 
     @classmethod
@@ -301,13 +314,14 @@ class Model:
         return model
 
     # ------------------------------------------------------------------ Keras-style sugar
-    def compile(self, loss, optimizer="adam", metrics=None) -> None:
-        """Attach a loss, optimizer and metrics (assembling the model if needed)."""
-        from cutedl.session import Session
+    def compile(self, loss, optimizer="adam", metrics=None, **session_kwargs) -> None:
+        """Attach a loss, optimizer and metrics (assembling the model if needed).
 
+        Extra keyword arguments go to the trainer (``cutedl.Session``): ``train_step``, ``strategy``.
+        """
         if not self.assembled:
             self.assemble()
-        self._session = Session(self, loss=loss, optimizer=optimizer, metrics=metrics)
+        self._session = self.session_class(self, loss=loss, optimizer=optimizer, metrics=metrics, **session_kwargs)
 
     @property
     def session(self):
@@ -352,7 +366,7 @@ class Model:
 
         ``verbose`` is accepted for Keras code; evaluation shows no progress bar.
         """
-        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1):
-            raise ValueError(f"Model.evaluate: steps must be a positive integer or None (all batches), got {steps!r}.")
+        steps = check_int("Model.evaluate", "steps", steps, minimum=1, allow_none=True,
+                          what="a positive integer or None (all batches)")
         data = x if y is None else (x, y)
         return self.session.evaluate(data, batch_size=batch_size, max_batches=-1 if steps is None else int(steps))

@@ -2,6 +2,8 @@
 import numpy as np
 import pytest
 
+from cutedl.training.step import forward_loss
+
 from cutedl import Model, Session, layers, losses, metrics, rng
 from cutedl.optimizers import SGD
 from cutedl.testing import numerical_gradient
@@ -185,8 +187,8 @@ def _text_model(head):
 
 
 def _loss_and_grads(sess, x, y):
-    out, loss, mask = sess._forward_loss(x, y, training=True)
-    g = sess._train_loss.backward()
+    out, loss, mask = forward_loss(sess, x, y, training=True)
+    g = sess.train_loss.backward()
     assert np.all(g[~mask] == 0)
     sess.model.backward(g)
     return loss, [p.grad.copy() for p in sess.model.trainable_params]
@@ -199,7 +201,7 @@ def test_model_loss_gradients_and_metrics_do_not_depend_on_padding(head):
     for T, pre in [(4, False), (7, False), (6, True), (9, True)]:
         model = _text_model(head)
         sess = Session(model, "sparse_categorical_crossentropy", SGD(0.1), metrics=["accuracy"])
-        assert sess._fused == (head == "fused_dense")
+        assert sess.fused_logits == (head == "fused_dense")
         x = _padded(tokens, T, pre)
         y = _padded(labels, T, pre, fill=C - 1)  # padded labels: any valid class
         loss, grads = _loss_and_grads(sess, x, y)
@@ -232,7 +234,7 @@ def test_model_level_numerical_gradient_of_the_masked_loss():
     sess = Session(model, "sparse_categorical_crossentropy", SGD(0.1))
     _, grads = _loss_and_grads(sess, x, y)
     for p, g in zip(model.trainable_params, grads):
-        numeric = numerical_gradient(lambda: sess._forward_loss(x, y, training=True)[1], p.value)
+        numeric = numerical_gradient(lambda: forward_loss(sess, x, y, training=True)[1], p.value)
         np.testing.assert_allclose(g, numeric, rtol=1e-5, atol=1e-8, err_msg=p.name)
 
 

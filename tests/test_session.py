@@ -31,22 +31,12 @@ class Recorder(listeners.Listener):
     def on_batch_start(self, step, logs=None): self.events.append(f"batch_start {step}")
     def on_batch_end(self, step, logs=None):
         self.events.append(f"batch_end {step}")
-        self.batch_losses.append((logs["loss"], self.session._last_bs))
+        self.batch_losses.append((logs["loss"], self.session.batch_weight))
     def on_val_start(self, step, logs=None): self.events.append(f"val_start {step}")
     def on_val_end(self, step, logs=None): self.events.append(f"val_end {step}")
     def on_epoch_end(self, epoch, logs=None): self.events.append(f"epoch_end {epoch}")
     def on_fit_end(self, logs=None): self.events.append("fit_end")
 
-
-@pytest.fixture(autouse=True)
-def _record_batch_size(monkeypatch):
-    orig = Session.train_on_batch
-
-    def tob(self, x, y):
-        self._last_bs = len(x)
-        return orig(self, x, y)
-
-    monkeypatch.setattr(Session, "train_on_batch", tob)
 
 
 def test_fit_learns_and_history_has_the_keys():
@@ -130,10 +120,10 @@ def test_fused_softmax_crossentropy_gradient_is_p_minus_y():
     x, y = blobs(n=6)
     m = make()
     sess = Session(m, losses.CategoricalCrossentropy(), optimizers.SGD(0.0))
-    assert sess._fused
+    assert sess.fused_logits
     out = m.forward(x, training=True, logits=True)
-    sess._train_loss(y, out)
-    g = sess._train_loss.backward()
+    sess.train_loss(y, out)
+    g = sess.train_loss.backward()
     p = np.exp(out - out.max(1, keepdims=True))
     p /= p.sum(1, keepdims=True)
     np.testing.assert_allclose(g, (p - y) / len(x), rtol=1e-5, atol=1e-7)
@@ -271,7 +261,7 @@ def test_sigmoid_with_binary_crossentropy_is_fused_and_metrics_see_probabilities
     cutedl.set_seed(0)
     m = Model([layers.Dense(8, inshape=2, activation="tanh"), layers.Dense(1, activation="sigmoid")]).assemble()
     sess = Session(m, "binary_crossentropy", optimizers.Adam(0.05), metrics=["accuracy"])
-    assert sess._fused
+    assert sess.fused_logits
     h = sess.fit((x, y), epochs=30, batch_size=16, verbose=0)
     p = m.predict(x)
     assert ((p > 0.5) == (y > 0.5)).mean() == pytest.approx(sess.evaluate((x, y))["accuracy"])

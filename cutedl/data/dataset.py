@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
+from cutedl.backend import np
 
 from cutedl import rng
 
@@ -37,9 +37,9 @@ class Dataset:
 
     def __init__(self, x, y=None, batch_size: int = 32, shuffle: bool = True,
                  drop_remainder: bool = False, seed=None, transform=None):
-        x = _as_array(x, "x")
+        x = data_array(x, "x")
         if y is not None:
-            y = _as_array(y, "y")
+            y = data_array(y, "y")
             if len(x) != len(y):
                 raise ValueError(f"Dataset: x and y must have the same length, got {len(x)} inputs and "
                                  f"{len(y)} labels. Check that they come from the same split.")
@@ -49,9 +49,9 @@ class Dataset:
             raise ValueError("Dataset: x must have a batch axis, got a scalar.")
         if len(x) == 0:
             raise ValueError("Dataset: x is empty (0 samples); there is nothing to train on.")
-        _check_finite(x, "x")
+        check_finite(x, "x")
         if y is not None:
-            _check_finite(y, "y")
+            check_finite(y, "y")
         self.x = x
         self.y = y
         self.batch_size = int(batch_size)
@@ -111,7 +111,7 @@ class Dataset:
 
         Like Keras' ``validation_split``: the held-out part never shuffles and gets no transform.
         """
-        k = _split_point(fraction, len(self.x))
+        k = split_point(fraction, len(self.x))
         y = self.y
         first = Dataset(self.x[:k], None if y is None else y[:k], self.batch_size, self.shuffle,
                         self.drop_remainder, self._rng, self.transform)
@@ -128,7 +128,7 @@ class Dataset:
                 f"shuffle={self.shuffle}{extra})")
 
 
-def _split_point(fraction, n: int) -> int:
+def split_point(fraction, n: int) -> int:
     """How many of ``n`` samples stay in training for ``validation_split=fraction``."""
     if isinstance(fraction, (bool, np.bool_)) or not isinstance(fraction, (int, float, np.integer, np.floating)):
         raise TypeError(f"validation_split must be a number in (0, 1), got {fraction!r}.")
@@ -142,7 +142,7 @@ def _split_point(fraction, n: int) -> int:
     return k
 
 
-def _as_array(a, what):
+def data_array(a, what):
     if isinstance(a, np.ndarray):
         arr = a
     else:
@@ -159,19 +159,9 @@ def _as_array(a, what):
     return arr
 
 
-def _check_finite(a, what):
+def check_finite(a, what):
     if a.dtype.kind == "f" and not np.isfinite(a).all():
         bad = int(np.size(a) - np.count_nonzero(np.isfinite(a)))
         first = np.argwhere(~np.isfinite(a))[0]
         raise ValueError(f"Dataset: {what} holds {bad} NaN/inf value(s), the first at index {tuple(first)}. "
                          f"Clean or impute the data before training.")
-
-
-# ---- image augmentation (issue 3): implemented in cutedl/augment.py, re-exported here ----
-from cutedl.augment import Compose, RandomCrop, RandomFlip, Transform, random_crop, random_flip  # noqa: E402,F401
-# ---- end of image augmentation ----
-
-
-# ---- sequence data (issue 4): implemented in cutedl/sequences.py, re-exported here ----
-from cutedl.sequences import SequenceDataset, pad_sequences  # noqa: E402,F401  (needs Dataset above)
-# ---- end of sequence data ----

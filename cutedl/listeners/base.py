@@ -1,0 +1,156 @@
+"""The listener protocol: hooks called at named moments of ``Session.fit`` (Keras' callbacks).
+
+Events, in order::
+
+    on_fit_start
+      on_epoch_start(epoch)
+        on_batch_start(step)  on_batch_end(step, logs)      # every training batch
+        on_val_start(step)    on_val_end(step, logs)        # every check (see Session.fit)
+      on_epoch_end(epoch, logs)
+      on_boundary(state, final)                             # where a fit can stop and resume
+    on_fit_end(logs)
+
+``epoch`` is 1-based; ``step`` counts training steps since the first fit of the session. A
+listener sees its session as ``self.session`` (and the model as ``self.model``) and may call
+``self.session.stop_fit(reason)``. An exception raised in a hook propagates out of ``fit`` with
+the listener's name added to its message.
+
+A listener with state worth resuming implements ``get_state`` / ``set_state``; a listener that
+keeps training checkpoints implements ``keeps_checkpoints``, ``resume_state`` and ``resumed``
+(see :class:`~cutedl.listeners.files.BackupAndRestore`). Also here: :class:`FitListener` and
+:class:`LambdaListener` (hooks from functions) and :class:`WarnOnce` (file listeners warn once
+about a file they cannot write, and training goes on).
+"""
+from __future__ import annotations
+
+import warnings
+
+from cutedl.training.events import EVENTS
+
+__all__ = ["EVENTS", "Listener", "FitListener", "LambdaListener", "WarnOnce", "restore_fields"]
+
+
+class Listener:
+    """Base class: override the hooks you need; every hook does nothing by default."""
+
+    session = None
+    keeps_checkpoints = False
+    """True for a listener that offers a training checkpoint to resume from (at most one per fit)."""
+
+    def set_session(self, session) -> None:
+        self.session = session
+
+    @property
+    def model(self):
+        return self.session.model if self.session is not None else None
+
+    def on_fit_start(self, logs=None): pass
+    def on_epoch_start(self, epoch, logs=None): pass
+    def on_batch_start(self, step, logs=None): pass
+    def on_batch_end(self, step, logs=None): pass
+    def on_val_start(self, step, logs=None): pass
+    def on_val_end(self, step, logs=None): pass
+    def on_epoch_end(self, epoch, logs=None): pass
+    def on_fit_end(self, logs=None): pass
+
+    def on_boundary(self, state, final: bool = False, logs=None) -> None:
+        """The fit is at a boundary: ``state`` (a TrainingState) says where; a checkpoint taken now
+        resumes exactly. ``final``: an interrupt ends the fit here."""
+
+    # Training checkpoints (listeners.BackupAndRestore) save every listener's state and give it
+    # back on resume, right after on_fit_start. The state may hold numbers, strings, None, lists,
+    # dicts and NumPy arrays (lists of arrays included).
+    def get_state(self) -> dict:
+        """What this listener must remember across a resume (default: nothing)."""
+        return {}
+
+    def set_state(self, state: dict) -> None:
+        """Restore what :meth:`get_state` returned."""
+
+    def resume_state(self):
+        """``(checkpoint dict, path)`` for ``fit`` to resume from, or None (the default).
+
+        Called once, after every listener's ``on_fit_start``."""
+        return None
+
+    def resumed(self, position: dict) -> None:
+        """``fit`` resumed from this listener's checkpoint at ``position``."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+def restore_fields(obj, state: dict, names) -> None:
+    """Restore listener attributes ``names`` from a checkpointed state dict (every name must be there)."""
+    if not isinstance(state, dict):
+        raise ValueError(f"{type(obj).__name__}.set_state expects a dict, got {type(state).__name__}.")
+    missing = [n for n in names if n not in state]
+    if missing:
+        raise ValueError(f"{type(obj).__name__}.set_state: the state lacks {missing}; was it saved by "
+                         f"another kind of listener?")
+    for n in names:
+        setattr(obj, n, state[n])
+
+
+class WarnOnce:
+    """Mixin: warn about a file that cannot be written, once per fit, and carry on."""
+
+    _warned = False
+
+    def warn_once(self, what: str, path, err) -> None:
+        if not self._warned:
+            warnings.warn(f"{type(self).__name__} could not write {what} {str(path)!r} ({err}); training goes on.",
+                          UserWarning, stacklevel=3)
+            self._warned = True
+
+
+class FitListener(Listener):
+    """Call ``callback(session, logs)`` on the named events (cute-dl style).
+
+    Example:
+        >>> FitListener('val_end', 'epoch_end', callback=lambda sess, logs: print(logs['val_loss']))
+    """
+
+    def __init__(self, *events: str, callback):
+        if not events:
+            raise ValueError(f"FitListener needs at least one event name; valid: {', '.join(EVENTS)}.")
+        for e in events:
+            if e not in EVENTS:
+                raise ValueError(f"FitListener: unknown event {e!r}; valid events: {', '.join(EVENTS)}.")
+        if not callable(callback):
+            raise TypeError(f"FitListener: callback must be callable, got {callback!r}.")
+        self.events = tuple(events)
+        self.callback = callback
+        for e in events:
+            setattr(self, f"on_{e}", self._make_hook())
+
+    def _make_hook(self):
+        def hook(*args, logs=None):
+            self.callback(self.session, logs)
+        return hook
+
+    def __repr__(self) -> str:
+        return f"FitListener({', '.join(map(repr, self.events))}, callback={self.callback!r})"
+
+
+class LambdaListener(Listener):
+    """Keras' LambdaCallback: pass functions for any hook, e.g. ``on_epoch_end=lambda epoch, logs: ...``.
+
+    Hook functions take the same arguments as the methods: ``(epoch, logs)``, ``(step, logs)``
+    or ``(logs,)`` for fit start/end.
+    """
+
+    def __init__(self, **hooks):
+        for name, fn in hooks.items():
+            if not name.startswith("on_") or name[3:] not in EVENTS:
+                raise ValueError(f"LambdaListener: unknown hook {name!r}; valid: "
+                                 f"{', '.join('on_' + e for e in EVENTS)}.")
+            if not callable(fn):
+                raise TypeError(f"LambdaListener: {name} must be callable, got {fn!r}.")
+            setattr(self, name, _wrap(fn))
+
+
+def _wrap(fn):
+    def hook(*args, logs=None):
+        return fn(*args, logs)
+    return hook

@@ -1,0 +1,501 @@
+"""Session: the training loop. ``fit`` runs epochs of steps, checks and listener events.
+
+    >>> sess = Session(model, loss='categorical_crossentropy', optimizer=Adam(1e-3), metrics=['accuracy'])
+    >>> history = sess.fit(train_ds, epochs=20, val_data=val_ds, listeners=[EarlyStopping(patience=3)])
+
+A *check* happens every ``val_epochs`` epochs (or every ``val_steps`` steps when > 0) and once more
+at the end if steps were run since the last one. At each check the Session validates (if
+``val_data`` is given), appends one row to the History (training loss = mean over the batches
+since the previous check) and fires ``on_val_end``.
+
+What a step does is :meth:`Session.train_step` (override it, or pass ``train_step=fn``): by
+default :func:`~cutedl.training.step.compute_grads` then :func:`~cutedl.training.step.apply_grads`.
+Where the fit stands is the public :class:`~cutedl.training.state.TrainingState`
+(``session.state``); listeners are dispatched by :class:`~cutedl.training.events.Events`; a
+listener that keeps training checkpoints (BackupAndRestore) resumes the fit through the
+public ``resume_state`` / ``on_boundary`` protocol (see :mod:`cutedl.training.checkpoint`).
+"""
+from __future__ import annotations
+
+import math
+import warnings
+
+from cutedl import backend
+from cutedl import losses as losses_mod
+from cutedl import metrics as metrics_mod
+from cutedl import optimizers as optimizers_mod
+from cutedl._validate import check_int, is_int
+from cutedl.data.dataset import Dataset
+from cutedl.layers.base import no_grad
+from cutedl.listeners.base import Listener
+from cutedl.listeners.progress import ProgressBar
+from cutedl.model import Model
+from cutedl.training import checkpoint, step as step_mod
+from cutedl.training.events import Events, InterruptGuard
+from cutedl.training.history import History
+from cutedl.training.state import Accumulator, TrainingState
+
+__all__ = ["Session"]
+
+
+class Session:
+    """Trains a :class:`~cutedl.Model`.
+
+    Args:
+        model: an assembled model.
+        loss: a loss name or :class:`~cutedl.losses.Loss`.
+        optimizer: an optimizer name or instance (default 'adam').
+        metrics: list of metric names or instances, e.g. ``['accuracy']``.
+        train_step: optional function ``train_step(session, batch) -> logs`` replacing
+            :meth:`train_step` (see there).
+        strategy: optional data-parallel strategy (``cutedl.distributed.DataParallel``).
+
+    When the model ends in softmax (sigmoid) and the loss is a categorical (binary)
+    crossentropy on probabilities, the Session trains on the logits instead: the same loss,
+    computed stably, with gradient ``softmax(z) - y``.
+
+    Attributes:
+        model, loss, optimizer, metrics: as given (resolved).
+        history: the :class:`History` of the last fit.
+        state: the :class:`TrainingState` of the last fit.
+        listeners: the :class:`Events` (listener list) of the last fit.
+        train_data, val_data: the Datasets of the last fit.
+        tracked: extra models and optimizers saved in checkpoints (see :meth:`track`).
+    """
+
+    def __init__(self, model, loss, optimizer="adam", metrics=None, train_step=None, strategy=None):
+        if not isinstance(model, Model):
+            raise TypeError(f"Session expects a cutedl Model, got {type(model).__name__}.")
+        if not model.assembled:
+            raise RuntimeError("Session: the model is not assembled. Call model.assemble() before "
+                               "creating a Session (or fitting).")
+        if train_step is not None and not callable(train_step):
+            raise TypeError(f"Session: train_step must be a function (session, batch) -> logs, got {train_step!r}.")
+        self.model = model
+        self.loss = losses_mod.get(loss)
+        self.optimizer = optimizers_mod.get(optimizer)
+        if metrics is None:
+            metrics = []
+        elif isinstance(metrics, (str, metrics_mod.Metric)):
+            metrics = [metrics]
+        self.metrics = [metrics_mod.get(m) for m in metrics]
+        names = [m.name for m in self.metrics]
+        if len(set(names)) != len(names) or "loss" in names:
+            raise ValueError(f"Session: metric names must be unique and not 'loss', got {names}.")
+        self.train_loss, self.fused_logits = self._plan_loss()
+        self.regularized = [p for p in model.params if p.regularizer is not None]
+        self.strategy = strategy
+        self._custom_step = train_step
+        self.tracked: dict = {}
+        self.history = History()
+        self.state = TrainingState()
+        self.listeners = Events()
+        self.train_data = self.val_data = None
+        self.fit_params: dict = {}
+        self.batch_weight = None
+        if strategy is not None:
+            strategy.setup(self)
+
+    def _plan_loss(self):
+        """Decide whether to train on the last layer's logits (fusing softmax/sigmoid into the loss)."""
+        last = self.model.layers[-1]
+        act_name = getattr(getattr(last, "activation", None), "registry_name", None)
+        loss = self.loss
+        wants = getattr(loss, "output_activation", None)
+        if getattr(loss, "from_logits", False) and act_name in ("softmax", "sigmoid"):
+            raise ValueError(
+                f"Layer {last.describe()} ends in {act_name} but the loss {type(loss).__name__} has "
+                f"from_logits=True, so {act_name} would be applied twice. Either remove the activation "
+                f"(activation=None) and keep from_logits=True, or keep {act_name} and use from_logits=False "
+                f"(cutedl then computes the loss from the logits, stably)."
+            )
+        if wants is not None and act_name == wants and not getattr(loss, "from_logits", False):
+            return loss.with_logits(), True
+        return loss, False
+
+    # ------------------------------------------------------------------ public helpers
+    @property
+    def step(self) -> int:
+        """Training steps done since this session's first fit."""
+        return self.state.step
+
+    @property
+    def epoch(self) -> int:
+        return self.state.epoch
+
+    def track(self, **objects) -> "Session":
+        """Register extra models and optimizers (a GAN's discriminator and its optimizer) so that
+        training checkpoints save and restore them with the session's own. Returns the session.
+        """
+        for name, obj in objects.items():
+            if not (isinstance(obj, Model) or isinstance(obj, optimizers_mod.Optimizer)):
+                raise TypeError(f"Session.track: {name} must be a cutedl Model or Optimizer, got "
+                                f"{type(obj).__name__}.")
+            self.tracked[name] = obj
+        return self
+
+    def log_keys(self) -> list:
+        """Keys every history row will have in this fit."""
+        keys = ["step", "epoch", "loss"] + [m.name for m in self.metrics]
+        if self.fit_params.get("has_val"):
+            keys += ["val_loss"] + [f"val_{m.name}" for m in self.metrics]
+        return keys + ["lr", "time"]
+
+    def direction(self, key: str) -> str:
+        """'min' or 'max': which way is better for log key ``key`` (the session's metrics first)."""
+        name = key[4:] if key.startswith("val_") else key
+        for m in self.metrics:
+            if m.name == name:
+                return m.direction
+        return metrics_mod.direction(key)
+
+    def stop_fit(self, reason: str = "stop_fit") -> None:
+        """Ask ``fit`` to stop at the next batch boundary."""
+        self.listeners.request_stop(reason)
+
+    def outputs(self, out):
+        """Model outputs as the user sees them (probabilities when training on logits)."""
+        if self.fused_logits:
+            return self.model.layers[-1].activation.forward(out)
+        return out
+
+    # ------------------------------------------------------------------ one step
+    def compute_grads(self, x, y):
+        """Forward, loss and backward of a device batch: ``(loss, logs)``; see :mod:`cutedl.training.step`."""
+        return step_mod.compute_grads(self, x, y)
+
+    def apply_grads(self, params=None, optimizer=None) -> None:
+        """Optimizer update from the grads (after the strategy's reduction); see :mod:`cutedl.training.step`."""
+        step_mod.apply_grads(self, params, optimizer)
+
+    def train_step(self, batch) -> dict:
+        """One optimisation step on ``batch = (x, y)`` (device arrays); returns the logs.
+
+        Override it in a subclass (or pass ``Session(..., train_step=fn)``) to train two models
+        (a GAN), add a loss (distillation) or use several optimizers: call
+        :meth:`compute_grads` / :meth:`apply_grads`, or the models' ``forward``/``backward`` and
+        optimizers' ``step`` directly, and return ``{'loss': float, ...}`` of host floats. The
+        keys returned by the first step are the training columns of the History; fit,
+        listeners, checkpoints and reports work unchanged. Set ``self.batch_weight`` to weigh
+        the batch in the means (default: its number of samples).
+        """
+        if self._custom_step is not None:
+            return self._custom_step(self, batch)
+        x, y = batch
+        loss, logs = self.compute_grads(x, y)
+        if math.isfinite(loss):
+            self.apply_grads()
+        elif not self.state.warned_nan and not any(type(l).__name__ == "TerminateOnNaN" for l in self.listeners):
+            warnings.warn(f"Session: non-finite training loss ({loss}) at step {self.step + 1}; the update was "
+                          f"skipped. Add listeners.TerminateOnNaN() to stop, or lower the learning rate.",
+                          UserWarning, stacklevel=3)
+            self.state.warned_nan = True
+        return logs
+
+    def train_on_batch(self, x, y) -> dict:
+        """One optimisation step on a host batch; returns ``{'loss': ..., <metric>: ...}``."""
+        self.batch_weight = None
+        return self.train_step((backend.to_device(x), backend.to_device(y)))
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluate(self, data, batch_size: int | None = None, max_batches: int = -1) -> dict:
+        """Loss and metrics over ``data`` (a Dataset or ``(x, y)``), averaged per sample.
+
+        A Dataset's ``transform`` (training augmentation) is not applied; no training caches are
+        kept (:func:`~cutedl.layers.base.no_grad`). With a masked sequence output the means are
+        over the real (unmasked) steps of all batches.
+        """
+        ds = self._as_dataset(data, batch_size, shuffle=False, who="evaluate")
+        acc, seen = Accumulator(), 0
+        with no_grad():
+            for b, (x, y) in enumerate(ds.batches(transform=False)):
+                if 0 <= max_batches <= b:
+                    break
+                seen += 1
+                x, y = backend.to_device(x), backend.to_device(y)
+                out, loss, mask = step_mod.forward_loss(self, x, y, training=False)
+                logs = step_mod.metric_logs(self, {"loss": step_mod.host_float(loss)}, y, out, mask)
+                acc.add(logs, step_mod.batch_weight(x, mask))
+        if self.strategy is not None:
+            acc = self.strategy.reduce_accumulator(acc)
+        if not acc.count:
+            if seen:
+                raise ValueError("evaluate: the data has no real (unmasked) time step: every step is padding.")
+            raise ValueError("evaluate: the data yielded no batches.")
+        return {k: float(v) for k, v in acc.means().items()}
+
+    def predict(self, x, batch_size: int | None = None):
+        """The model's outputs for ``x`` as a host array (see :meth:`Model.predict`)."""
+        return self.model.predict(x, batch_size=batch_size)
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, data, y=None, epochs: int = 1, val_data=None, val_epochs: int = 1, val_steps: int = 0,
+            val_batches: int = -1, listeners=None, verbose: int = 1, batch_size: int | None = None,
+            validation_split: float = 0.0, shuffle: bool = True, initial_epoch: int = 0,
+            history: History | None = None) -> History:
+        """Train until epoch ``epochs``; returns the :class:`~cutedl.training.history.History`.
+
+        Args:
+            data: a :class:`Dataset`, an ``(x, y)`` tuple, or ``x`` with the labels as ``y``
+                (Keras' ``fit(x, y, ...)``); arrays are batched by ``batch_size`` (default 32).
+            y: the labels when ``data`` is the inputs.
+            epochs: index of the last epoch to run (Keras meaning with ``initial_epoch``).
+            val_data: validation Dataset or ``(x, y)``.
+            val_epochs: check every this many epochs.
+            val_steps: when > 0, check every this many steps instead.
+            val_batches: validate on at most this many batches (-1: all).
+            listeners: a :class:`~cutedl.listeners.Listener` or a list of them.
+            verbose: 1 shows progress (a ProgressBar is added), 0 silent.
+            validation_split: hold out this last fraction of ``data`` for validation.
+            initial_epoch: epoch to start from (Keras meaning: a new History whose epochs count
+                from ``initial_epoch + 1``).
+            history: a History to continue instead of starting a new one, e.g.
+                ``fit(ds, epochs=10, history=sess.history)`` after ``fit(ds, epochs=5)``, or one
+                from ``History.load``: rows are appended to it, ``initial_epoch`` defaults to its
+                last epoch, steps count on from its last step and ``time`` from its last time.
+
+        With a listener that keeps training checkpoints (:class:`~cutedl.listeners.BackupAndRestore`)
+        whose directory holds one, fit first restores everything from it and continues there.
+
+        Ctrl-C (SIGINT) stops at the next batch boundary: ``on_fit_end`` runs (reports, restored
+        weights, a checkpoint) and the History has ``stop_reason='interrupted'``; a second Ctrl-C
+        aborts at once. A ``KeyboardInterrupt`` raised by a listener also ends the fit as
+        'interrupted'. An exception raised by a listener propagates, naming the listener; the
+        model keeps the weights of the last completed step.
+        """
+        train, val = self._prepare(data, y, epochs, val_data, val_epochs, val_steps, val_batches, listeners,
+                                   verbose, batch_size, validation_split, shuffle, initial_epoch, history)
+        events, state = self.listeners, self.state
+        guard = InterruptGuard(events)
+        with guard:
+            try:
+                events.emit("fit_start")
+                self._resume()
+                self._epochs(train)
+            except KeyboardInterrupt:
+                if guard.aborting:
+                    raise
+                # raised by a listener (or Ctrl-C outside the main thread): the fit ends here
+                events.stop_reason = "interrupted"
+                if state.at_boundary:
+                    events.boundary(state, final=True)
+            try:
+                if state.accumulator and events.stop_reason != "nan" and not state.in_check:
+                    self._check()
+            except KeyboardInterrupt:
+                if guard.aborting:
+                    raise
+                events.stop_reason = "interrupted"  # the closing check is not recorded
+            self._close(lambda: guard.aborting)
+        return self.history
+
+    def _epochs(self, train) -> None:
+        """The epoch and batch loops, from the boundary ``self.state`` is at."""
+        state, events, p = self.state, self.listeners, self.fit_params
+        resumed = not state.epoch_done  # inside an epoch whose on_epoch_start already ran
+        first = state.epoch if resumed else state.epoch + 1
+        for epoch in range(first, p["epochs"] + 1):
+            skip = state.batches_done if resumed else 0
+            if resumed:  # the data generators were restored to this epoch's start
+                state.epoch_data = checkpoint.generator_states(train)
+            else:
+                state.at_boundary = False
+                events.emit("epoch_start", epoch)
+                state.start_epoch(epoch, checkpoint.generator_states(train))
+            resumed = False
+            for b, (x, y) in enumerate(train):
+                if b < skip:
+                    continue  # fast-forward a resumed epoch: same order, same per-batch draws
+                self._one_step(x, y)
+                state.boundary(b + 1, False)
+                events.boundary(state)
+                if events.stopping:
+                    break
+            if events.stopping:  # stopped in the batch loop: resume later at this batch boundary
+                if events.stop_reason == "interrupted":
+                    events.boundary(state, final=True)
+                state.at_boundary = False
+                events.emit("epoch_end", epoch, logs=self.history.last())
+                break
+            state.at_boundary = False
+            if not p["val_steps"] and (epoch - state.check_origin) % p["val_epochs"] == 0:
+                self._check()
+            events.emit("epoch_end", epoch, logs=self.history.last())
+            state.boundary(len(train), True)
+            events.boundary(state)
+            if events.stopping:
+                if events.stop_reason == "interrupted":
+                    events.boundary(state, final=True)
+                break
+
+    def _one_step(self, x, y) -> None:
+        state, events = self.state, self.listeners
+        events.emit("batch_start", state.step + 1)
+        state.at_boundary = False
+        self.batch_weight = None
+        logs = self.train_step((backend.to_device(x), backend.to_device(y)))
+        state.step += 1
+        state.accumulator.add(logs, len(x) if self.batch_weight is None else self.batch_weight)
+        events.emit("batch_end", state.step, logs=logs)
+        val_steps = self.fit_params["val_steps"]
+        if not events.stopping and val_steps and state.step % val_steps == 0:
+            self._check()
+
+    def _check(self) -> dict:
+        """Validate, append a History row from the logs since the last check, fire val_end."""
+        state, events = self.state, self.listeners
+        state.in_check = True
+        events.emit("val_start", state.step)
+        acc = state.accumulator
+        if self.strategy is not None:
+            acc = self.strategy.reduce_accumulator(acc)
+        row = {"step": state.step, "epoch": state.epoch, **acc.means()}
+        state.accumulator = Accumulator()
+        if self.val_data is not None:
+            for k, v in self.evaluate(self.val_data, max_batches=self.fit_params["val_batches"]).items():
+                row[f"val_{k}"] = v
+        row["lr"] = float(self.optimizer.current_lr)
+        row["time"] = state.elapsed()
+        self.history.append(row)
+        events.emit("val_end", state.step, logs=row)
+        state.in_check = False
+        return row
+
+    def _close(self, aborting) -> None:
+        """Record how the fit ended and fire ``on_fit_end`` on every listener."""
+        h, state, events = self.history, self.state, self.listeners
+        h.stop_reason = events.stop_reason or "completed"
+        h.stopped_step, h.stopped_epoch = state.step, state.epoch
+        monitor = h.best["monitor"] if isinstance(h.best, dict) and h.best.get("monitor") in h.history else (
+            "val_loss" if self.val_data is not None else "loss")
+        h.best = h.best_row(monitor, self.direction(monitor))
+        h.wall_time = state.elapsed()
+        if events.finish(h.last(), aborting):
+            h.stop_reason = "interrupted"
+
+    # ------------------------------------------------------------------ setting up a fit
+    def _prepare(self, data, y, epochs, val_data, val_epochs, val_steps, val_batches, listeners, verbose,
+                 batch_size, validation_split, shuffle, initial_epoch, history):
+        """Validate fit's arguments, build the datasets, listeners, History and TrainingState."""
+        if is_int(y):
+            raise TypeError(f"fit: the second argument is the labels y (Keras' fit(x, y, ...)), got the integer "
+                            f"{y!r}; pass the number of epochs by name: fit(data, epochs={y}).")
+        epochs = check_int("fit", "epochs", epochs, minimum=1)
+        val_epochs = check_int("fit", "val_epochs", val_epochs, minimum=1)
+        val_steps = check_int("fit", "val_steps", val_steps, minimum=0)
+        initial_epoch = check_int("fit", "initial_epoch", initial_epoch, minimum=0)
+        if not is_int(val_batches) or val_batches == 0 or val_batches < -1:
+            raise ValueError(f"fit: val_batches must be -1 (all) or a positive integer, got {val_batches!r}.")
+        if history is not None and not isinstance(history, History):
+            raise TypeError(f"fit: history must be a cutedl History to continue, got {type(history).__name__}.")
+        step = self.state.step
+        if history is not None and len(history):
+            initial_epoch = initial_epoch or int(history.history.get("epoch", [0])[-1])
+            step = max(step, int(history.history.get("step", [0])[-1]))
+        if initial_epoch >= epochs:
+            raise ValueError(f"fit: initial_epoch={initial_epoch} must be smaller than epochs={epochs}.")
+        if y is not None:
+            if isinstance(data, Dataset):
+                raise TypeError("fit: a Dataset already holds its labels; pass y only with an array of inputs, "
+                                "as fit(x, y, ...).")
+            data = (data, y)
+        train = self._as_dataset(data, batch_size, shuffle, who="fit")
+        if validation_split:
+            if val_data is not None:
+                raise ValueError("fit: pass either val_data or validation_split, not both.")
+            train, val_data = train.split(validation_split)
+        val = None if val_data is None else self._as_dataset(val_data, batch_size or train.batch_size, False,
+                                                             who="fit", what="val_data")
+        self._check_first_batch(train, "data")
+        if val is not None:
+            self._check_first_batch(val, "val_data")
+        self.listeners = self._make_listeners(listeners, verbose)
+        continuing = history is not None
+        self.history = history if continuing else History()
+        self.train_data, self.val_data = train, val
+        self.fit_params = {"epochs": epochs, "initial_epoch": initial_epoch, "steps_per_epoch": len(train),
+                           "batch_size": train.batch_size, "samples": train.num_samples, "has_val": val is not None,
+                           "val_epochs": val_epochs, "val_steps": val_steps, "val_batches": int(val_batches)}
+        self.history.params = dict(self.fit_params)
+        state = TrainingState(train.num_samples, initial_epoch, len(train), step=step)
+        state.warned_nan = self.state.warned_nan
+        h = self.history
+        state.set_elapsed(max(h.wall_time, h.history["time"][-1]) if continuing and len(h) and "time" in h.history
+                          else 0.0)
+        self.state = state
+        for lst in self.listeners:
+            lst.set_session(self)
+        if self.strategy is not None:
+            self.strategy.begin_fit(self)
+        return train, val
+
+    def _make_listeners(self, listeners, verbose) -> Events:
+        if listeners is None:
+            listeners = []
+        elif isinstance(listeners, Listener):
+            listeners = [listeners]
+        elif not isinstance(listeners, (list, tuple)):
+            raise TypeError(f"fit: listeners must be a Listener or a list of them, got {type(listeners).__name__}.")
+        listeners = list(listeners)
+        for lst in listeners:
+            if not isinstance(lst, Listener):
+                raise TypeError(f"fit: listeners must be cutedl Listener objects, got {lst!r}.")
+        if sum(lst.keeps_checkpoints for lst in listeners) > 1:
+            raise ValueError(f"fit: at most one listener that keeps training checkpoints (BackupAndRestore), got "
+                             f"{[lst for lst in listeners if lst.keeps_checkpoints]}.")
+        if verbose and not any(isinstance(lst, ProgressBar) for lst in listeners):
+            listeners.append(ProgressBar())
+        return Events(listeners, step=lambda: self.state.step)
+
+    def _resume(self) -> None:
+        """Restore from the checkpoint a listener offers (``resume_state``), if any."""
+        for lst in self.listeners:
+            offer = lst.resume_state()
+            if offer is not None:
+                saved, path = offer
+                lst.resumed(checkpoint.restore(self, saved, path))
+
+    def training_state(self) -> dict:
+        """Everything needed to resume at the current boundary (see :mod:`cutedl.training.checkpoint`)."""
+        if self.train_data is None:
+            raise RuntimeError("Session.training_state: nothing to save before the first fit.")
+        if not self.state.at_boundary:
+            raise RuntimeError("Session.training_state: the fit is between two boundaries (in the middle of a "
+                               "step, a check or an event); listeners.BackupAndRestore saves at the boundaries, "
+                               "or call it after fit.")
+        return checkpoint.capture(self)
+
+    def _as_dataset(self, data, batch_size, shuffle, who, what="data"):
+        if isinstance(data, Dataset):
+            return data
+        if isinstance(data, (tuple, list)) and len(data) == 2:
+            x, y = data
+            if batch_size is not None:
+                check_int(who, "batch_size", batch_size, minimum=1)
+            return Dataset(x, y, batch_size=32 if batch_size is None else batch_size, shuffle=shuffle)
+        raise TypeError(f"Session.{who}: {what} must be a cutedl Dataset or an (x, y) tuple, got "
+                        f"{type(data).__name__}.")
+
+    def _check_first_batch(self, ds, what):
+        """Catch shape/label problems before training starts, with the loss's own message.
+
+        Layers that carry state between batches (``stateful=True`` RNNs) are not run: the check
+        then builds zero outputs of the model's output shape, so no state leaks into training.
+        """
+        x, y = ds.head(2)
+        if y is None:
+            raise ValueError(f"fit: {what} has no labels (y is None); supervised training needs (x, y).")
+        x = self.model.check_input(backend.to_device(x))
+        y = backend.to_device(y)
+        if any(getattr(layer, "stateful", False) for layer in self.model.layers):
+            shape = tuple(x.shape[i + 1] if d is None and i + 1 < x.ndim else (d or 1)
+                          for i, d in enumerate(self.model.outshape))
+            out, mask = backend.xp.zeros((len(x),) + shape, dtype=self.model.dtype), None
+        else:
+            with no_grad():
+                out = self.model.forward(x, training=False, logits=self.fused_logits)
+            mask = self.model.output_mask
+        self.train_loss(y, out) if mask is None else self.train_loss(y, out, mask=mask)
+
+
+Model.session_class = Session  # what Model.compile builds (model.py knows no trainer)
