@@ -239,9 +239,9 @@ def test_batchnorm_config_round_trip():
 
 
 @pytest.mark.parametrize("kwargs, error, match", [
-    ({"momentum": 1.0}, ValueError, r"momentum must be \[0.0, 1.0\), got 1.0"),
+    ({"momentum": 1.0}, ValueError, r"momentum must be a finite number in \[0.0, 1.0\), got 1.0"),
     ({"momentum": "fast"}, TypeError, "momentum must be a finite number"),
-    ({"epsilon": 0}, ValueError, "epsilon must be > 0.0, got 0"),
+    ({"epsilon": 0}, ValueError, "epsilon must be a finite number > 0.0, got 0"),
     ({"axis": 0}, ValueError, "axis=0 is the batch axis"),
     ({"axis": 1.5}, TypeError, "axis must be an int"),
     ({"gamma_initializer": "nope"}, ValueError, "nope"),

@@ -16,33 +16,26 @@ moving variance alike, as in Keras.
 from __future__ import annotations
 
 import math
-import numbers
 
-from cutedl import initializers, regularizers
-from cutedl.backend import xp
-from cutedl.layers.base import Layer, _fmt_shape, registry
-
-
-def _check_float(who: str, name: str, value, low: float, high: float | None = None,
-                 low_inclusive: bool = True) -> float:
-    """``value`` as a float in ``[low, high)`` (``(low, ...)`` when not ``low_inclusive``)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-        raise TypeError(f"{who}: {name} must be a finite number, got {value!r}.")
-    v = float(value)
-    too_low = v < low if low_inclusive else v <= low
-    if too_low or (high is not None and v >= high):
-        bound = f"[{low}, {high})" if high is not None else (f">= {low}" if low_inclusive else f"> {low}")
-        raise ValueError(f"{who}: {name} must be {bound}, got {value!r}.")
-    return v
+from cutedl import backend
+from cutedl._validate import check_bool, check_number, is_int
+from cutedl.layers._args import set_weight_args, weight_args_config
+from cutedl.layers.base import Layer, fmt_shape, grad_enabled, registry
 
 
 def _check_axis(who: str, axis) -> int:
-    if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
+    if not is_int(axis):
         raise TypeError(f"{who}: axis must be an int, got {type(axis).__name__} {axis!r}.")
     if axis == 0:
         raise ValueError(f"{who}: axis=0 is the batch axis and cannot be normalized over; use 1 for "
                          f"channels-first conv maps (batch, C, H, W) or -1 for the last (feature) axis.")
     return int(axis)
+
+
+def _no_cache_error(layer) -> RuntimeError:
+    return RuntimeError(f"Layer {layer.describe()}: backward called after a forward under no_grad() (which "
+                        f"keeps nothing for backward), or before any forward. Run the forward pass outside "
+                        f"no_grad() to train.")
 
 
 def _resolve_axis(layer: Layer, axis: int, inshape) -> int:
@@ -51,10 +44,10 @@ def _resolve_axis(layer: Layer, axis: int, inshape) -> int:
     a = axis + ndim if axis < 0 else axis
     if not 1 <= a < ndim:
         raise ValueError(f"Layer {layer.describe()}: axis={axis} is out of range for input of shape "
-                         f"{_fmt_shape(inshape)} ({ndim} axes, the batch axis 0 excluded). Use axis=1 for "
+                         f"{fmt_shape(inshape)} ({ndim} axes, the batch axis 0 excluded). Use axis=1 for "
                          f"channels-first maps or axis=-1 for the last axis.")
     if inshape[a - 1] is None:
-        raise ValueError(f"Layer {layer.describe()}: the normalized axis {axis} of input {_fmt_shape(inshape)} "
+        raise ValueError(f"Layer {layer.describe()}: the normalized axis {axis} of input {fmt_shape(inshape)} "
                          f"must have a known size.")
     return a
 
@@ -70,10 +63,6 @@ def _block_rows(features: int) -> int:
     return max(1, _BLOCK_VALUES // features)
 
 
-def _ser_reg(reg):
-    return None if reg is None else regularizers.registry.serialize(reg)
-
-
 class _Normalization(Layer):
     """What both layers share: the affine ``gamma``/``beta`` options and their config."""
 
@@ -81,13 +70,10 @@ class _Normalization(Layer):
                  beta_regularizer, gamma_regularizer, **kwargs):
         super().__init__(**kwargs)
         who = type(self).__name__
-        self.epsilon = _check_float(who, "epsilon", epsilon, 0.0, low_inclusive=False)
-        self.center = bool(center)
-        self.scale = bool(scale)
-        self.beta_initializer = initializers.get(beta_initializer)
-        self.gamma_initializer = initializers.get(gamma_initializer)
-        self.beta_regularizer = regularizers.get(beta_regularizer)
-        self.gamma_regularizer = regularizers.get(gamma_regularizer)
+        self.epsilon = check_number(who, "epsilon", epsilon, minimum=0.0, low_open=True)
+        self.center = check_bool(who, "center", center)
+        self.scale = check_bool(who, "scale", scale)
+        set_weight_args(self, beta=(beta_initializer, beta_regularizer), gamma=(gamma_initializer, gamma_regularizer))
 
     def _add_affine(self, shape):
         self.gamma = self.add_param("gamma", shape, self.gamma_initializer, self.gamma_regularizer) \
@@ -96,11 +82,8 @@ class _Normalization(Layer):
             if self.center else None
 
     def _affine_config(self) -> dict:
-        ser = initializers.registry.serialize
         return {"epsilon": self.epsilon, "center": self.center, "scale": self.scale,
-                "beta_initializer": ser(self.beta_initializer), "gamma_initializer": ser(self.gamma_initializer),
-                "beta_regularizer": _ser_reg(self.beta_regularizer),
-                "gamma_regularizer": _ser_reg(self.gamma_regularizer)}
+                **weight_args_config(self, "beta", "gamma")}
 
     def _buffer(self, name: str, shape, dtype):
         """A scratch array kept on the layer and reused while the shape stays the same.
@@ -110,16 +93,16 @@ class _Normalization(Layer):
         than the arithmetic on them.
         """
         buf = self.__dict__.get(name)
-        if buf is None or buf.shape != shape or buf.dtype != dtype:
-            buf = xp.empty(shape, dtype=dtype)
+        if buf is None or buf.shape != shape or buf.dtype != dtype or not isinstance(buf, backend.xp.ndarray):
+            buf = backend.xp.empty(shape, dtype=dtype)
             setattr(self, name, buf)
         return buf
 
     def _ones(self, size: int):
         """``size`` ones in the layer dtype (a cached vector): row and column sums as GEMVs."""
         ones = self.__dict__.get("_ones_vec")
-        if ones is None or ones.size < size or ones.dtype != self.dtype:
-            ones = self._ones_vec = xp.ones(max(size, 1), dtype=self.dtype)
+        if ones is None or ones.size < size or ones.dtype != self.dtype or not isinstance(ones, backend.xp.ndarray):
+            ones = self._ones_vec = backend.xp.ones(max(size, 1), dtype=self.dtype)
         return ones[:size]
 
     def _set_grad(self, param, value):
@@ -128,7 +111,7 @@ class _Normalization(Layer):
             return
         value = value.reshape(param.shape)
         if param.grad is None or param.grad.shape != param.shape or param.grad.dtype != param.dtype:
-            param.grad = xp.array(value, dtype=param.dtype)
+            param.grad = backend.xp.array(value, dtype=param.dtype)
         else:
             param.grad[...] = value
 
@@ -171,9 +154,10 @@ class BatchNormalization(_Normalization):
         super().__init__(epsilon, center, scale, beta_initializer, gamma_initializer, beta_regularizer,
                          gamma_regularizer, **kwargs)
         self.axis = _check_axis("BatchNormalization", axis)
-        self.momentum = _check_float("BatchNormalization", "momentum", momentum, 0.0, 1.0)
-        self.moving_mean_initializer = initializers.get(moving_mean_initializer)
-        self.moving_variance_initializer = initializers.get(moving_variance_initializer)
+        self.momentum = check_number("BatchNormalization", "momentum", momentum, minimum=0.0, maximum=1.0,
+                                     high_open=True)
+        set_weight_args(self, moving_mean=(moving_mean_initializer, None),
+                        moving_variance=(moving_variance_initializer, None))
 
     def build(self, inshape):
         a = _resolve_axis(self, self.axis, inshape)
@@ -190,20 +174,25 @@ class BatchNormalization(_Normalization):
 
     def forward(self, x, training=False):
         self.check_input(x)
+        xp = backend.xp
         if x.dtype != self.dtype:
             x = x.astype(self.dtype)
         dt = self.dtype
         one = dt.type(1.0)
         eps = dt.type(self.epsilon)
         bshape = self._bshape
+        keep = grad_enabled()
         self._training = bool(training) and self.trainable
+        self._xc = self._x = None
         if self._training:
             count = x.size // self.moving_mean.size   # values per channel
             inv_count = dt.type(1.0 / count)
             mean = self._channel_sum(x)   # (C,)
             mean *= inv_count
-            # centered once (a reused buffer): the variance of xc has no E[x^2] - mean^2 cancellation
-            xc = xp.subtract(x, mean.reshape(bshape), out=self._buffer("_xc_buf", x.shape, dt))
+            # Centered once, in a reused buffer (or, under no_grad, in the output itself): the
+            # variance of xc has no E[x^2] - mean^2 cancellation.
+            y = xp.empty(x.shape, dtype=dt)
+            xc = xp.subtract(x, mean.reshape(bshape), out=self._buffer("_xc_buf", x.shape, dt) if keep else y)
             var = self._channel_dot(xc, xc)
             var *= inv_count   # biased variance, (C,)
             inv = one / xp.sqrt(var + eps)   # (C,)
@@ -211,26 +200,33 @@ class BatchNormalization(_Normalization):
             for stat, batch in ((self.moving_mean, mean), (self.moving_variance, var)):
                 stat.value *= m
                 stat.value += (one - m) * batch
-            self._count = count
-            self._xc = xc   # xhat = xc * inv is never stored: y comes from xc in one pass
+            if keep:
+                self._count = count
+                self._xc = xc   # xhat = xc * inv is never stored: y comes from xc in one pass
             shift = None if self.beta is None else self.beta.value
+            k = inv if self.gamma is None else inv * self.gamma.value   # (C,)
+            xp.multiply(xc, k.reshape(bshape), out=y)
         else:
             inv = one / xp.sqrt(self.moving_variance.value + eps)
-            mean = self.moving_mean.value.copy()
-            self._x = x
-            self._mean = mean.reshape(bshape)
-            xc = x   # y = x * k + (beta - mean * k)
+            if keep:
+                self._x = x
+                self._mean = self.moving_mean.value.copy().reshape(bshape)
+            # y = x * k + (beta - mean * k)
+            k = inv if self.gamma is None else inv * self.gamma.value   # (C,)
+            mean = self.moving_mean.value
             shift = -mean * inv if self.gamma is None else -mean * inv * self.gamma.value
             if self.beta is not None:
                 shift += self.beta.value
+            y = xp.multiply(x, k.reshape(bshape))
         self._inv = inv.reshape(bshape)
-        k = inv if self.gamma is None else inv * self.gamma.value   # (C,)
-        y = xp.multiply(xc, k.reshape(bshape))
         if shift is not None:
             y += shift.reshape(bshape)
         return y
 
     def backward(self, grad):
+        if getattr(self, "_xc", None) is None and getattr(self, "_x", None) is None:
+            raise _no_cache_error(self)
+        xp = backend.xp
         if grad.dtype != self.dtype:
             grad = grad.astype(self.dtype)
         if self._training:
@@ -257,9 +253,9 @@ class BatchNormalization(_Normalization):
         dx *= k
         return dx
 
-    # Per-channel reductions on the (outer, C, inner) view of a (batch, ..., C, ...) array: einsum
-    # reduces it in one pass, several times faster than xp.sum over a tuple of axes; for
-    # (batch, features) a GEMV against ones is faster still.
+    # Per-channel reductions on the (outer, C, inner) view of a (batch, ..., C, ...) array. Sums are
+    # GEMVs (BLAS: multithreaded, one pass): ones(outer) @ (outer, C*inner), then the small
+    # (C, inner) @ ones(inner). Sums of products are einsums (one pass, no temporary).
     def _channel_view(self, a):
         inner = math.prod(a.shape[self._channel_axis + 1:])
         return a.reshape(-1, self.moving_mean.size, inner), inner
@@ -267,13 +263,15 @@ class BatchNormalization(_Normalization):
     def _channel_sum(self, a):
         """Sum over every axis but the channel axis: (batch, ..., C, ...) -> (C,)."""
         v, inner = self._channel_view(a)
-        if inner > 1:
-            return xp.einsum("ocs->c", v)
-        v = v.reshape(v.shape[0], -1)
-        return self._ones(v.shape[0]) @ v   # (outer,) @ (outer, C) -> (C,)
+        outer, c = v.shape[0], v.shape[1]
+        if not v.flags.c_contiguous:
+            return backend.xp.einsum("ocs->c", v)
+        cols = self._ones(outer) @ v.reshape(outer, c * inner)   # (outer,) @ (outer, C*inner) -> (C*inner,)
+        return cols if inner == 1 else cols.reshape(c, inner) @ self._ones(inner)   # (C, inner) @ (inner,)
 
     def _channel_dot(self, a, b):
         """Per channel, the sum of ``a * b`` over every other axis, without an ``a * b`` temporary."""
+        xp = backend.xp
         va, inner = self._channel_view(a)
         vb, _ = self._channel_view(b)
         if inner > 1:
@@ -282,10 +280,8 @@ class BatchNormalization(_Normalization):
 
     def get_config(self):
         cfg = super().get_config()
-        ser = initializers.registry.serialize
         cfg.update(axis=self.axis, momentum=self.momentum, **self._affine_config(),
-                   moving_mean_initializer=ser(self.moving_mean_initializer),
-                   moving_variance_initializer=ser(self.moving_variance_initializer))
+                   **weight_args_config(self, "moving_mean", "moving_variance", regularizers_too=False))
         return cfg
 
 
@@ -323,7 +319,7 @@ class LayerNormalization(_Normalization):
         axes = sorted({_resolve_axis(self, a, inshape) for a in self.axis})
         if len(axes) != len(self.axis):
             raise ValueError(f"Layer {self.describe()}: axis={self.axis} names the same axis twice for input "
-                             f"{_fmt_shape(inshape)}.")
+                             f"{fmt_shape(inshape)}.")
         ndim = len(inshape) + 1
         others = [i for i in range(ndim) if i not in axes]
         # Work on a (rows, features) view: the normalized axes last, flattened. When they already
@@ -350,20 +346,23 @@ class LayerNormalization(_Normalization):
 
     def forward(self, x, training=False):
         self.check_input(x)
+        xp = backend.xp
         if x.dtype != self.dtype:
             x = x.astype(self.dtype)
         self._shape = x.shape
         x2 = self._rows(x)   # (rows, F)
         rows, feats = x2.shape
         dt = self.dtype
+        keep = grad_enabled()
         # inv = 1 / sqrt(sum(xc^2) / F + eps) = sqrt(F) / sqrt(sum(xc^2) + F * eps)
         root_f, f_eps = dt.type(math.sqrt(feats)), dt.type(feats * self.epsilon)
         to_mean = self._mean_vector(feats)
         gamma = None if self.gamma is None else self.gamma.value.reshape(-1)
         beta = None if self.beta is None else self.beta.value.reshape(-1)
-        xhat_all = self._buffer("_xhat_buf", x2.shape, dt)
-        inv_all = self._buffer("_inv_buf", (rows, 1), dt)
         y = xp.empty(x2.shape, dtype=dt)
+        # xhat is kept for backward; under no_grad it is formed in the output itself.
+        xhat_all = self._buffer("_xhat_buf", x2.shape, dt) if keep else y
+        inv_all = self._buffer("_inv_buf", (rows, 1), dt) if keep else xp.empty((rows, 1), dtype=dt)
         # One block of rows at a time, so the passes over it run in cache (see _BLOCK_VALUES).
         step = _block_rows(feats)
         for s in range(0, rows, step):
@@ -383,49 +382,65 @@ class LayerNormalization(_Normalization):
                     ys += beta
             elif beta is not None:
                 xp.add(xhat, beta, out=ys)
-            else:
+            elif ys is not xhat:
                 ys[...] = xhat
-        self._xhat, self._inv = xhat_all, inv_all
+        self._xhat, self._inv = (xhat_all, inv_all) if keep else (None, None)
         return self._unrows(y, x.shape)
 
     def backward(self, grad):
+        if getattr(self, "_xhat", None) is None:
+            raise _no_cache_error(self)
+        xp = backend.xp
         xhat_all, inv_all = self._xhat, self._inv
         g2 = self._rows(grad)   # (rows, F)
         if g2.dtype != self.dtype:
             g2 = g2.astype(self.dtype)
         rows, feats = g2.shape
         dt = self.dtype
-        if self.beta is not None:
-            self._set_grad(self.beta, self._ones(rows) @ g2)   # (rows,) @ (rows, F) -> (F,)
-        if self.gamma is not None:   # sum over rows of g * xhat, without a g * xhat temporary
-            self._set_grad(self.gamma, xp.einsum("ij,ij->j", g2, xhat_all))
-        if self.skip_input_grad:
-            return None
-        # dx = inv * (gh - mean(gh) - xhat * mean(gh * xhat)), means per row, gh = g * gamma
+        # dx = inv * (gh - mean(gh) - xhat * mean(gh * xhat)), means per row, gh = g * gamma.
+        # With p = g * xhat: mean(gh * xhat) = p @ (gamma / F) and mean(gh) = g @ (gamma / F) (GEMVs),
+        # dgamma = sum of p over rows and dbeta = sum of g over rows (GEMVs), all block by block
+        # while the block is in cache: no whole-array pass.
         gamma = None if self.gamma is None else self.gamma.value.reshape(-1)
-        dx = xp.empty(g2.shape, dtype=dt)
-        n = dt.type(1.0 / feats)
-        to_mean = self._mean_vector(feats)
+        need_dx = not self.skip_input_grad
+        dx = xp.empty(g2.shape, dtype=dt) if need_dx else None
+        gvec = self._mean_vector(feats) if gamma is None else gamma * dt.type(1.0 / feats)   # (F,)
         step = _block_rows(feats)
-        gh_buf = None if gamma is None else self._buffer("_gh_buf", (min(step, rows), feats), dt)
+        p_buf = self._buffer("_p_buf", (min(step, rows), feats), dt)
+        dgamma = xp.zeros(feats, dtype=dt) if self.gamma is not None else None
+        dbeta = xp.zeros(feats, dtype=dt) if self.beta is not None else None
         for s in range(0, rows, step):
             b = slice(s, s + step)
-            gs, xhat, d = g2[b], xhat_all[b], dx[b]
-            gh = gs if gamma is None else xp.multiply(gs, gamma, out=gh_buf[:len(gs)])
-            c = xp.vecdot(gh, xhat)   # (r,) sum of gh * xhat per row
-            c *= n
-            m = gh @ to_mean   # (r, F) @ (F,) -> (r,) mean of gh per row
+            gs, xhat = g2[b], xhat_all[b]
+            ones = self._ones(len(gs))
+            if dbeta is not None:
+                dbeta += ones @ gs   # (r,) @ (r, F) -> (F,)
+            if dgamma is None and not need_dx:
+                continue
+            p = xp.multiply(gs, xhat, out=p_buf[:len(gs)])   # (r, F)
+            if dgamma is not None:
+                dgamma += ones @ p   # (r,) @ (r, F) -> (F,)
+            if not need_dx:
+                continue
+            c = p @ gvec   # (r, F) @ (F,) -> (r,): mean of gh * xhat per row
+            m = gs @ gvec   # (r,): mean of gh per row
+            d = dx[b]
             xp.multiply(xhat, c.reshape(-1, 1), out=d)
             d += m.reshape(-1, 1)
-            xp.subtract(gh, d, out=d)
+            if gamma is None:
+                xp.subtract(gs, d, out=d)
+            else:
+                xp.subtract(xp.multiply(gs, gamma, out=p), d, out=d)   # gh - ..., p reused for gh
             d *= inv_all[b]
-        return self._unrows(dx, self._shape)
+        self._set_grad(self.beta, dbeta)
+        self._set_grad(self.gamma, dgamma)
+        return None if dx is None else self._unrows(dx, self._shape)
 
     def _mean_vector(self, size: int):
         """A cached ``(size,)`` vector of ``1 / size``: ``rows @ it`` is the mean of each row (a GEMV)."""
         vec = self.__dict__.get("_mean_vec")
-        if vec is None or vec.shape != (size,) or vec.dtype != self.dtype:
-            vec = self._mean_vec = xp.full(size, 1.0 / size, dtype=self.dtype)
+        if vec is None or vec.shape != (size,) or vec.dtype != self.dtype or not isinstance(vec, backend.xp.ndarray):
+            vec = self._mean_vec = backend.xp.full(size, 1.0 / size, dtype=self.dtype)
         return vec
 
     def get_config(self):
