@@ -163,5 +163,5 @@ def check_finite(a, what):
     if a.dtype.kind == "f" and not np.isfinite(a).all():
         bad = int(np.size(a) - np.count_nonzero(np.isfinite(a)))
         first = np.argwhere(~np.isfinite(a))[0]
-        raise ValueError(f"Dataset: {what} holds {bad} NaN/inf value(s), the first at index {tuple(first)}. "
+        raise ValueError(f"Dataset: {what} holds {bad} NaN/inf value(s), the first at index {tuple(int(i) for i in first)}. "
                          f"Clean or impute the data before training.")

@@ -23,11 +23,14 @@ about a file they cannot write, and training goes on).
 """
 from __future__ import annotations
 
+import math
 import warnings
 
+from cutedl import backend
+from cutedl._validate import is_int, is_number
 from cutedl.training.events import EVENTS
 
-__all__ = ["EVENTS", "Listener", "FitListener", "LambdaListener", "WarnOnce", "restore_fields"]
+__all__ = ["EVENTS", "Listener", "FitListener", "LambdaListener", "WarnOnce", "check_fields", "restore_fields"]
 
 
 class Listener:
@@ -67,6 +70,12 @@ class Listener:
     def set_state(self, state: dict) -> None:
         """Restore what :meth:`get_state` returned."""
 
+    def check_state(self, state: dict) -> None:
+        """Raise ValueError if ``state`` is not something :meth:`set_state` accepts.
+
+        A resume checks every part of a checkpoint before it changes anything, so a corrupt
+        checkpoint leaves the model, the optimizer and every listener as they were."""
+
     def resume_state(self):
         """``(checkpoint dict, path)`` for ``fit`` to resume from, or None (the default).
 
@@ -80,15 +89,37 @@ class Listener:
         return f"{type(self).__name__}()"
 
 
-def restore_fields(obj, state: dict, names) -> None:
-    """Restore listener attributes ``names`` from a checkpointed state dict (every name must be there)."""
+_KINDS = {
+    "int": lambda v: is_int(v),
+    "int?": lambda v: v is None or is_int(v),
+    "number?": lambda v: v is None or (is_number(v) and math.isfinite(v)),
+    "arrays?": lambda v: v is None or (isinstance(v, list) and all(backend.is_array(a) for a in v)),
+    "list": lambda v: isinstance(v, list),
+}
+
+
+def check_fields(obj, state, spec: dict) -> None:
+    """Raise ValueError unless ``state`` is a dict with every field of ``spec`` of its kind.
+
+    ``spec`` maps a field name to a kind: 'int', 'int?' (or None), 'number?' (finite or None),
+    'arrays?' (a list of arrays, or None), 'list'.
+    """
+    who = type(obj).__name__
     if not isinstance(state, dict):
-        raise ValueError(f"{type(obj).__name__}.set_state expects a dict, got {type(state).__name__}.")
-    missing = [n for n in names if n not in state]
+        raise ValueError(f"{who}.set_state expects a dict, got {type(state).__name__}.")
+    missing = [n for n in spec if n not in state]
     if missing:
-        raise ValueError(f"{type(obj).__name__}.set_state: the state lacks {missing}; was it saved by "
-                         f"another kind of listener?")
-    for n in names:
+        raise ValueError(f"{who}.set_state: the state lacks {missing}; was it saved by another kind of listener?")
+    for name, kind in spec.items():
+        if not _KINDS[kind](state[name]):
+            raise ValueError(f"{who}.set_state: field {name!r} must be {kind.rstrip('?')}"
+                             f"{' or None' if kind.endswith('?') else ''}, got {state[name]!r:.80}.")
+
+
+def restore_fields(obj, state: dict, spec: dict) -> None:
+    """Check ``state`` against ``spec`` (see :func:`check_fields`), then set those attributes."""
+    check_fields(obj, state, spec)
+    for n in spec:
         setattr(obj, n, state[n])
 
 

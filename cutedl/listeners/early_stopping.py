@@ -12,10 +12,14 @@ import math
 from typing import NamedTuple
 
 from cutedl._validate import check_int, check_number
-from cutedl.listeners.base import Listener, restore_fields
+from cutedl.listeners.base import Listener, check_fields, restore_fields
 from cutedl.listeners.monitor import Monitor
 
 __all__ = ["EarlyStopping", "Replay", "TerminateOnNaN"]
+
+
+_STATE = {"wait": "int", "best": "number?", "best_step": "int?", "best_epoch": "int?", "best_weights": "arrays?",
+          "stopped_step": "int?", "stopped_epoch": "int?"}
 
 
 class EarlyStopping(Listener):
@@ -103,8 +107,10 @@ class EarlyStopping(Listener):
                 "stopped_epoch": self.stopped_epoch}
 
     def set_state(self, state: dict) -> None:
-        restore_fields(self, state, ("wait", "best", "best_step", "best_epoch", "best_weights", "stopped_step",
-                                  "stopped_epoch"))
+        restore_fields(self, state, _STATE)
+
+    def check_state(self, state: dict) -> None:
+        check_fields(self, state, _STATE)
 
     @classmethod
     def replay(cls, history, monitor: str = "val_loss", patience: int = 0, min_delta: float = 0.0,

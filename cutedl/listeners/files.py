@@ -9,18 +9,41 @@ from __future__ import annotations
 
 import math
 import os
+import string
 
 from cutedl._io import atomic_write_text
 from cutedl._validate import check_int
-from cutedl.listeners.base import Listener, WarnOnce, restore_fields
+from cutedl.listeners.base import Listener, WarnOnce, check_fields, restore_fields
 from cutedl.listeners.monitor import Monitor
 from cutedl.training import checkpoint
 
 __all__ = ["ModelCheckpoint", "BackupAndRestore", "CSVLogger"]
 
 
+def _template_fields(who: str, path) -> list:
+    """The field names of a path template; only plain names with an optional format spec
+    (``{epoch:02d}``, ``{val_loss:.4f}``) are allowed: no attribute or index access, no conversion."""
+    text = os.fspath(path)
+    try:
+        parts = list(string.Formatter().parse(text))
+    except ValueError as err:
+        raise ValueError(f"{who}: the path {text!r} is not a valid template ({err}). Use fields like "
+                         f"{{epoch:02d}} or {{val_loss:.4f}}, and {{{{ }}}} for literal braces.") from None
+    names = []
+    for _, field, spec, conversion in parts:
+        if field is None:
+            continue
+        if not field.isidentifier() or conversion is not None or "{" in (spec or ""):
+            raise ValueError(f"{who}: the path {text!r} has the field {{{field}{'!' + conversion if conversion else ''}"
+                             f"{':' + spec if spec else ''}}}; only plain log keys with a format spec are allowed, "
+                             f"like {{epoch:02d}} or {{val_loss:.4f}}.")
+        names.append(field)
+    return names
+
+
 def _format_path(who: str, path, logs: dict) -> str:
     """``path`` with ``{epoch}``, ``{step}``, ``{val_loss:.4f}``... filled from ``logs``."""
+    _template_fields(who, path)
     try:
         return os.fspath(path).format(**logs)
     except KeyError as err:
@@ -58,6 +81,7 @@ class ModelCheckpoint(WarnOnce, Listener):
         except TypeError:
             raise TypeError(f"ModelCheckpoint: path must be a str or a path, got {path!r}.") from None
         self._monitor = Monitor("ModelCheckpoint", monitor, mode)
+        _template_fields("ModelCheckpoint", path)
         self.path, self.monitor, self.mode = path, monitor, mode
         self.save_best_only, self.save_weights_only = bool(save_best_only), bool(save_weights_only)
         self.best = None
@@ -91,8 +115,11 @@ class ModelCheckpoint(WarnOnce, Listener):
     def get_state(self) -> dict:
         return {"best": self.best, "saved": list(self.saved)}
 
+    def check_state(self, state: dict) -> None:
+        check_fields(self, state, {"best": "number?", "saved": "list"})
+
     def set_state(self, state: dict) -> None:
-        restore_fields(self, state, ("best", "saved"))
+        restore_fields(self, state, {"best": "number?", "saved": "list"})
 
     def __repr__(self) -> str:
         return (f"ModelCheckpoint({os.fspath(self.path)!r}, monitor={self.monitor!r}, "
@@ -201,8 +228,9 @@ class CSVLogger(WarnOnce, Listener):
     Args:
         path: the CSV file.
         separator: between values (default ',').
-        append: keep an existing file and add rows to it (its header is kept) instead of starting
-            a new one.
+        append: keep an existing file and add rows to it instead of starting a new one. The
+            file's columns must be this fit's (a different header is a ValueError at fit start,
+            never a row with misplaced or dropped values).
 
     A resumed fit (BackupAndRestore) cuts the file back to the lines it had at the checkpoint
     and goes on from there, so no row is lost or repeated. Lines are written as they come
@@ -226,6 +254,25 @@ class CSVLogger(WarnOnce, Listener):
         self._keys = None
         self._resume_lines = None
         self._failed = False
+        if self.append:
+            header = self._existing_header()
+            keys = self.session.log_keys()
+            if header is not None and header != keys:
+                raise ValueError(f"CSVLogger: {self.path!r} has the columns {header} but this fit logs {keys}; "
+                                 f"appending would misplace or drop values. Log to another file, or pass "
+                                 f"append=False to start this one anew.")
+
+    def _existing_header(self):
+        """The column names of an existing, non-empty log file, or None."""
+        try:
+            with open(self.path, encoding="utf-8") as f:
+                first = f.readline()
+        except FileNotFoundError:
+            return None
+        except (OSError, UnicodeDecodeError) as err:
+            raise ValueError(f"CSVLogger: cannot read the existing log {self.path!r} to append to it ({err}).") from None
+        first = first.rstrip("\r\n")
+        return first.split(self.separator) if first else None
 
     def _open(self):
         """First write of this fit: decide the columns and the starting content of the file."""
@@ -262,8 +309,11 @@ class CSVLogger(WarnOnce, Listener):
     def get_state(self) -> dict:
         return {"lines": self.lines}
 
+    def check_state(self, state: dict) -> None:
+        check_fields(self, state, {"lines": "int"})
+
     def set_state(self, state: dict) -> None:
-        restore_fields(self, state, ("lines",))
+        restore_fields(self, state, {"lines": "int"})
         self._resume_lines = int(self.lines)
 
     def __repr__(self) -> str:

@@ -10,7 +10,7 @@ import inspect
 import math
 
 from cutedl._validate import check_int, check_number
-from cutedl.listeners.base import Listener, restore_fields
+from cutedl.listeners.base import Listener, check_fields, restore_fields
 from cutedl.listeners.monitor import Monitor
 
 __all__ = ["LearningRateScheduler", "ReduceLROnPlateau"]
@@ -63,6 +63,9 @@ class LearningRateScheduler(Listener):
 
     def __repr__(self) -> str:
         return f"LearningRateScheduler({self.schedule!r})"
+
+
+_PLATEAU_STATE = {"wait": "int", "best": "number?", "cooldown_counter": "int", "reductions": "list"}
 
 
 class ReduceLROnPlateau(Listener):
@@ -133,8 +136,11 @@ class ReduceLROnPlateau(Listener):
         return {"wait": self.wait, "best": self.best, "cooldown_counter": self.cooldown_counter,
                 "reductions": [list(r) for r in self.reductions]}
 
+    def check_state(self, state: dict) -> None:
+        check_fields(self, state, _PLATEAU_STATE)
+
     def set_state(self, state: dict) -> None:
-        restore_fields(self, state, ("wait", "best", "cooldown_counter", "reductions"))
+        restore_fields(self, state, _PLATEAU_STATE)
         self.reductions = [tuple(r) for r in self.reductions]
 
     def __repr__(self) -> str:

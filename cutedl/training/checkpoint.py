@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import os
 import random
+import types
 
 from cutedl import backend, schedules
 from cutedl import rng as rng_mod
@@ -106,9 +107,10 @@ def _generators(obj, prefix: str = "", depth: int = 0, seen=None) -> dict:
     """``{path: Generator}`` for the NumPy generators an object (a layer, a dataset) holds.
 
     Looks through the object's attributes, up to three levels into attributes that are objects
-    (cutedl's or the user's: a wrapped layer, an augmenter with its own generator) or lists,
-    tuples and dicts of them, so ``Bidirectional(LSTM(...))`` or ``Dataset(transform=MyAug())``
-    are covered. Arrays, modules, classes and functions are not searched.
+    (cutedl's or the user's: a wrapped layer, an augmenter with its own generator), lists,
+    tuples and dicts of them, functions (their closure and defaults) and bound methods, so
+    ``Bidirectional(LSTM(...))``, ``Dataset(transform=MyAug())`` or ``transform=lambda x: f(x, gen)``
+    are covered. Arrays, modules and classes are not searched.
     """
     seen = set() if seen is None else seen
     found = {}
@@ -126,10 +128,21 @@ def _generators(obj, prefix: str = "", depth: int = 0, seen=None) -> dict:
 def _generators_in(value, key, depth, seen) -> dict:
     if isinstance(value, np.random.Generator):
         return {key: value}
-    if depth >= 3 or backend.is_array(value) or isinstance(value, (type, str, bytes, int, float)) \
-            or callable(value) and not hasattr(value, "__dict__"):
+    if depth >= 3 or backend.is_array(value) or isinstance(value, (type, str, bytes, int, float)):
         return {}
     found = {}
+    if isinstance(value, types.MethodType):  # a bound method: its object
+        return _generators_in(value.__self__, key, depth, seen)
+    if isinstance(value, types.FunctionType):  # a function: what its closure and defaults hold
+        cells = [c.cell_contents for c in (value.__closure__ or ()) if _cell_full(c)]
+        for i, item in enumerate(cells + list(value.__defaults__ or ())):
+            found.update(_generators_in(item, f"{key}.<{i}>", depth + 1, seen))
+        for name in value.__code__.co_names:  # module-level generators the function uses
+            if isinstance(value.__globals__.get(name), np.random.Generator):
+                found[f"{key}.<global {name}>"] = value.__globals__[name]
+        return found
+    if callable(value) and not hasattr(value, "__dict__"):
+        return {}
     if isinstance(value, (list, tuple)):
         for i, item in enumerate(value[:64]):
             found.update(_generators_in(item, f"{key}.{i}", depth + 1, seen))
@@ -139,6 +152,14 @@ def _generators_in(value, key, depth, seen) -> dict:
     elif hasattr(value, "__dict__") and not type(value).__module__.startswith(("numpy", "builtins", "types")):
         found.update(_generators(value, f"{key}.", depth + 1, seen))
     return found
+
+
+def _cell_full(cell) -> bool:
+    try:
+        cell.cell_contents
+    except ValueError:
+        return False
+    return True
 
 
 def generator_states(obj) -> dict:
@@ -374,9 +395,17 @@ def restore(session, state: dict, path) -> dict:
                 gen_plan += [(obj_layers[n], st, f"layer {n!r} of {name!r}") for n, st in entry["generators"].items()]
             else:
                 _check_optimizer(entry, obj, who)
-        for obj, st, what in gen_plan:
-            check_generator_states(obj, st, what)
-        _check_global_states(rng["global"], who)
+        try:
+            for obj, st, what in gen_plan:
+                check_generator_states(obj, st, what)
+            _check_global_states(rng["global"], who)
+        except ValueError as err:
+            raise ValueError(f"{who}: {err}") from None
+        for lst, st in pairs:
+            try:
+                lst.check_state(st)
+            except ValueError as err:
+                raise ValueError(f"{who}: the saved state of listener {lst!r} is corrupt: {err}") from None
         # ---- everything checked: apply
         for lst, st in pairs:
             lst.set_state(st)

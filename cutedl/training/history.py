@@ -1,5 +1,8 @@
 """History: what ``fit`` recorded, one row per check (every validation interval).
 
+Saved as JSON (``History.save`` / ``History.load``): NaN is stored as null and infinities as the
+strings "inf" / "-inf", so a diverged run round-trips.
+
 ``history.history`` is a dict of equal-length lists with the keys ``step`` (global steps done),
 ``epoch`` (1-based epoch the check fell in), ``loss`` (mean training loss over the batches since
 the previous check), one key per metric, ``val_loss`` and ``val_<metric>`` when validation data
@@ -82,8 +85,7 @@ class History:
     # ------------------------------------------------------------------ persistence
     def to_dict(self) -> dict:
         return {
-            "history": {k: [None if isinstance(v, float) and math.isnan(v) else v for v in col]
-                        for k, col in self.history.items()},
+            "history": {k: [_json_number(v) for v in col] for k, col in self.history.items()},
             "stop_reason": self.stop_reason,
             "stopped_step": self.stopped_step,
             "stopped_epoch": self.stopped_epoch,
@@ -101,10 +103,12 @@ class History:
         for k, col in d["history"].items():
             if not isinstance(col, list):
                 raise ValueError(f"History column {k!r} must be a list.")
-            bad = [v for v in col if not (v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)))]
+            bad = [v for v in col if not (v is None or v in _NON_FINITE
+                                          or (isinstance(v, (int, float)) and not isinstance(v, bool)))]
             if bad:
-                raise ValueError(f"History column {k!r} must hold numbers (or null), got {bad[0]!r}.")
-            h.history[str(k)] = [math.nan if v is None else v for v in col]
+                raise ValueError(f"History column {k!r} must hold numbers (or null, 'inf', '-inf'), got {bad[0]!r}.")
+            h.history[str(k)] = [math.nan if v is None else _NON_FINITE.get(v, v) if isinstance(v, str) else v
+                                 for v in col]
         lengths = {len(c) for c in h.history.values()}
         if len(lengths) > 1:
             raise ValueError(f"History columns have different lengths: {sorted(lengths)}.")
@@ -136,6 +140,16 @@ class History:
 
     def __repr__(self) -> str:
         return f"History(rows={len(self)}, keys={list(self.history)}, stop_reason={self.stop_reason!r})"
+
+
+_NON_FINITE = {"inf": math.inf, "-inf": -math.inf, "nan": math.nan}
+
+
+def _json_number(v):
+    """A History value as JSON: NaN as null, infinities as the strings 'inf' / '-inf'."""
+    if isinstance(v, float) and not math.isfinite(v):
+        return None if math.isnan(v) else ("inf" if v > 0 else "-inf")
+    return v
 
 
 def _plain(v):
