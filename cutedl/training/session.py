@@ -476,6 +476,19 @@ class Session:
         raise TypeError(f"Session.{who}: {what} must be a cutedl Dataset or an (x, y) tuple, got "
                         f"{type(data).__name__}.")
 
+    def _warn_unscaled(self, x) -> None:
+        """Warn when float inputs of a Dense/Conv first layer look unscaled (e.g. 0-255 pixels)."""
+        first = self.model.layers[0]
+        if getattr(x, "dtype", None) is None or x.dtype.kind != "f" or not x.size:
+            return
+        if not (type(first).__name__.startswith(("Dense", "Conv"))):
+            return
+        peak = float(backend.np.max(backend.np.abs(x)))
+        if peak > 50:
+            warnings.warn(f"fit: the first batch of inputs reaches |x| = {peak:g}, far outside the usual range for "
+                          f"layer {first.describe()}; unscaled inputs (0-255 pixels) train poorly. Scale them, e.g. "
+                          f"x / 255 or cutedl.datasets.normalize(x).", UserWarning, stacklevel=4)
+
     def _check_first_batch(self, ds, what):
         """Catch shape/label problems before training starts, with the loss's own message.
 
@@ -485,6 +498,8 @@ class Session:
         x, y = ds.head(2)
         if y is None:
             raise ValueError(f"fit: {what} has no labels (y is None); supervised training needs (x, y).")
+        if what == "data":
+            self._warn_unscaled(ds.head(ds.batch_size)[0])
         x = self.model.check_input(backend.to_device(x))
         y = backend.to_device(y)
         if any(getattr(layer, "stateful", False) for layer in self.model.layers):

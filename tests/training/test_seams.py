@@ -295,3 +295,14 @@ def test_interrupt_in_the_closing_check_or_fit_end_keeps_the_history():
     sess = Session(mlp(), "categorical_crossentropy", optimizers.SGD(0.1))
     h = sess.fit(x, y, epochs=3, batch_size=20, listeners=[es, RaiseAtEnd(), After()], verbose=0)
     assert h.stop_reason == "interrupted" and ran == [True] and h.restored is not None and len(h) == 3
+
+
+def test_unscaled_inputs_warn_once_at_fit_start():
+    x, y = blobs()
+    sess = Session(mlp(), "categorical_crossentropy", "sgd")
+    with pytest.warns(UserWarning, match=r"\|x\| = 255.*x / 255"):
+        sess.fit(np.abs(x) * 0 + 255.0, y, epochs=1, verbose=0)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sess.fit(x, y, epochs=1, verbose=0)  # scaled data: no warning
