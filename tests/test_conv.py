@@ -98,6 +98,10 @@ CONV2D_GEOMETRY = [
     ((2, 3), (1, 1), "valid", (2, 1), (1, 5, 5), ((0, 0), (0, 0))),
     ((3, 3), (1, 2), 1, (1, 1), (2, 4, 5), ((1, 1), (1, 1))),
     ((3, 3), (1, 1), ((2, 0), (0, 1)), (1, 1), (1, 4, 4), ((2, 0), (0, 1))),
+    # strides and dilation together
+    ((3, 3), (2, 2), "valid", (2, 2), (2, 9, 10), ((0, 0), (0, 0))),     # span 5: 9 -> 3, 10 -> 3
+    ((3, 2), (2, 3), "same", (2, 3), (1, 7, 8), ((2, 2), (1, 2))),       # 7 -> 4: total 4; 8 -> 3: total 3
+    ((2, 3), (3, 2), ((1, 0), (2, 1)), (2, 2), (2, 8, 7), ((1, 0), (2, 1))),
 ]
 
 
@@ -414,7 +418,6 @@ def test_input_smaller_than_kernel_at_forward_with_unknown_size():
     ({"filters": 2, "kernel_size": (3, 3, 3)}, "kernel_size must be"),
     ({"filters": 2, "kernel_size": 3, "padding": "full"}, r"padding must be one of 'valid', 'same'"),
     ({"filters": 2, "kernel_size": 3, "padding": (1, -1)}, "padding must be"),
-    ({"filters": 2, "kernel_size": 3, "strides": 2, "dilation_rate": 2}, "strides > 1 together with dilation"),
     ({"filters": 2, "kernel_size": 3, "activation": "nope"}, "relu"),
 ])
 def test_conv2d_bad_arguments(kwargs, match):
@@ -459,3 +462,25 @@ def test_gradient_check_of_the_whole_small_cnn():
     model.forward(x, training=True)
     model.backward(r)
     np.testing.assert_allclose(w.grad, testing.numerical_gradient(loss, w.value), rtol=1e-5, atol=1e-8)
+
+
+@pytest.mark.parametrize("strides,dilation,padding,inshape", [
+    ((2, 2), (2, 2), "valid", (2, 9, 8)),
+    ((2, 3), (3, 2), "same", (2, 8, 9)),
+])
+def test_strided_dilated_conv2d_gradients(strides, dilation, padding, inshape):
+    """strides > 1 with dilation_rate > 1: the float64 gradient check (forward: vs the naive loop above)."""
+    layer = layers.Conv2D(2, 3, strides=strides, dilation_rate=dilation, padding=padding, dtype="float64")
+    testing.check_gradients(layer, inshape=inshape, batch_size=2, seed=3)
+
+
+def test_no_grad_forward_keeps_nothing_and_matches():
+    conv = randomize(built(layers.Conv2D(3, 3, padding="same", activation="relu"), (2, 5, 5)))
+    x = RS.standard_normal((2, 2, 5, 5)).astype(np.float32)
+    y = conv.forward(x, training=True).copy()
+    with cutedl.layers.base.no_grad():
+        y2 = conv.forward(x, training=True)
+    np.testing.assert_array_equal(y2, y)
+    assert conv._cols is None and conv._y is None
+    with pytest.raises(RuntimeError, match=r"'conv2d_\d+' \(Conv2D\): backward called after a forward under no_grad"):
+        conv.backward(np.ones_like(y))

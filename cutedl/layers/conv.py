@@ -11,30 +11,28 @@ output positions.
 """
 from __future__ import annotations
 
-from cutedl import activations, initializers, regularizers
-from cutedl.backend import xp
+from cutedl import activations, backend
+from cutedl._validate import check_bool
 from cutedl.layers import _spatial as sp
-from cutedl.layers.base import Layer, registry
-from cutedl.layers.core import _check_units, _ser_reg
+from cutedl.layers._args import check_units, set_weight_args, weight_args_config
+from cutedl.layers.base import Layer, grad_enabled, registry
+
+#: Bias + activation run over the GEMM output a block of rows at a time, about this many values
+#: (256 KB in float32), so the second pass finds the block still in cache.
+_EPILOGUE_VALUES = 1 << 16
 
 
 def _weight_args(layer, activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer,
                  bias_regularizer):
     """Store the activation/bias/initializer/regularizer arguments every convolution takes."""
     layer._set_activation(activation)
-    layer.use_bias = bool(use_bias)
-    layer.kernel_initializer = initializers.get(kernel_initializer)
-    layer.bias_initializer = initializers.get(bias_initializer)
-    layer.kernel_regularizer = regularizers.get(kernel_regularizer)
-    layer.bias_regularizer = regularizers.get(bias_regularizer)
+    layer.use_bias = check_bool(type(layer).__name__, "use_bias", use_bias)
+    set_weight_args(layer, kernel=(kernel_initializer, kernel_regularizer), bias=(bias_initializer, bias_regularizer))
 
 
 def _weight_config(layer) -> dict:
     return dict(activation=activations.serialize(layer.activation), use_bias=layer.use_bias,
-                kernel_initializer=initializers.registry.serialize(layer.kernel_initializer),
-                bias_initializer=initializers.registry.serialize(layer.bias_initializer),
-                kernel_regularizer=_ser_reg(layer.kernel_regularizer),
-                bias_regularizer=_ser_reg(layer.bias_regularizer))
+                **weight_args_config(layer, "kernel", "bias"))
 
 
 def _add_weights(layer, kernel_shape):
@@ -47,8 +45,50 @@ def _add_weights(layer, kernel_shape):
 def _grad_buffer(param):
     """``param.grad``, (re)allocated when missing or of the wrong shape/dtype, for ``out=`` writes."""
     if param.grad is None or param.grad.shape != param.shape or param.grad.dtype != param.dtype:
-        param.grad = xp.empty_like(param.value)
+        param.grad = backend.xp.empty_like(param.value)
     return param.grad
+
+
+def _is_relu(layer) -> bool:
+    return not layer.output_logits and getattr(layer.activation, "registry_name", None) == "relu"
+
+
+def _bias_activate(layer, z, bias):
+    """``z`` (F, M), a fresh GEMM output the layer owns, plus ``bias`` (F,) per row, activated.
+
+    ReLU (the common case) runs in place together with the bias add, a block of rows at a time
+    while it is in cache, and keeps only its output (``relu(z) > 0`` iff ``z > 0``). Other
+    activations go through :meth:`Layer._activate`. Under ``no_grad()`` nothing is cached.
+    """
+    xp = backend.xp
+    if _is_relu(layer):
+        rows = max(1, _EPILOGUE_VALUES // max(1, z.shape[1]))
+        for s in range(0, z.shape[0], rows):
+            zs = z[s:s + rows]
+            if bias is not None:
+                zs += bias[s:s + rows, None]
+            xp.maximum(zs, 0.0, out=zs)
+        layer._z, layer._y = None, (z if grad_enabled() else None)
+        return z
+    if bias is not None:
+        z += bias[:, None]
+    y = layer._activate(z)
+    if not grad_enabled():
+        layer._z = layer._y = None
+    return y
+
+
+def _activation_grad(layer, grad):
+    """dL/dz from dL/dy after :func:`_bias_activate` (grad is not modified)."""
+    if _is_relu(layer):
+        return grad * (layer._y > 0)
+    return layer._activate_backward(grad)
+
+
+def _no_cache_error(layer) -> RuntimeError:
+    return RuntimeError(f"Layer {layer.describe()}: backward called after a forward under no_grad() (which "
+                        f"keeps nothing for backward), a chunked inference forward, or before any forward. "
+                        f"Run the forward pass outside no_grad() to train.")
 
 
 class _Conv(Layer):
@@ -63,13 +103,10 @@ class _Conv(Layer):
         super().__init__(**kwargs)
         who = type(self).__name__
         n = self.rank
-        self.filters = _check_units(who, "filters", filters)
+        self.filters = check_units(who, "filters", filters)
         self.kernel_size = sp.int_tuple(kernel_size, n, who, "kernel_size")
         self.strides = sp.int_tuple(strides, n, who, "strides")
         self.dilation_rate = sp.int_tuple(dilation_rate, n, who, "dilation_rate")
-        if max(self.strides) > 1 and max(self.dilation_rate) > 1:
-            raise ValueError(f"{who}: strides > 1 together with dilation_rate > 1 is not supported "
-                             f"(got strides={self.strides}, dilation_rate={self.dilation_rate}), as in Keras.")
         self.padding = sp.padding_arg(padding, n, who, self._paddings)
         _weight_args(self, activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer,
                      bias_regularizer)
@@ -139,6 +176,7 @@ class _Conv(Layer):
     # ------------------------------------------------------------------ computation
     def forward(self, x, training=False):
         self.check_input(x)
+        xp = backend.xp
         if x.dtype != self.dtype:
             x = x.astype(self.dtype)
         x4 = x[:, :, None, :] if self.rank == 1 else x
@@ -147,15 +185,16 @@ class _Conv(Layer):
         kh, kw = self._hw(self.kernel_size)
         per_sample = c * kh * kw * out_hw[0] * out_hw[1]  # im2col elements per sample
         self._x_shape, self._out_hw, self._pads = x4.shape, out_hw, pads
-        if not training and n > 1 and per_sample * n > sp.INFERENCE_CHUNK_ELEMENTS:
+        self._cols = None
+        keep = grad_enabled()
+        if (not training or not keep) and n > 1 and per_sample * n > sp.INFERENCE_CHUNK_ELEMENTS:
             # Inference on a big batch: chunk it so the im2col matrix stays bounded.
             step = max(1, sp.INFERENCE_CHUNK_ELEMENTS // per_sample)
             y = xp.empty((self.filters,) + out_hw + (n,), dtype=self.dtype)
             for i in range(0, n, step):
                 y[..., i:i + step] = self._forward_chwn(x4[i:i + step], out_hw, pads, cache=False)
-            self._cols = None
         else:
-            y = self._forward_chwn(x4, out_hw, pads, cache=True)
+            y = self._forward_chwn(x4, out_hw, pads, cache=keep)
         y = y.transpose(3, 0, 1, 2)  # CHWN memory seen as (N, F, Ho, Wo)
         return y[:, :, 0, :] if self.rank == 1 else y
 
@@ -170,15 +209,17 @@ class _Conv(Layer):
         cols = cols.reshape(-1, out_hw[0] * out_hw[1] * n)
         w2 = self.weight.value.reshape(self.filters, -1)
         z = w2 @ cols  # (F, C*kh*kw) @ (C*kh*kw, Ho*Wo*n) -> (F, Ho*Wo*n)
-        if self.bias is not None:
-            z += self.bias.value[:, None]
         if cache:
             self._cols = cols
         if self._elementwise_activation():
-            y = self._activate(z)
+            y = _bias_activate(self, z, None if self.bias is None else self.bias.value)
             return y.reshape((self.filters,) + out_hw + (n,))
         # softmax & co. work on an axis of the public layout, so apply them there.
+        if self.bias is not None:
+            z += self.bias.value[:, None]
         y = self._activate(z.reshape((self.filters,) + out_hw + (n,)).transpose(3, 0, 1, 2))
+        if not cache:
+            self._z = self._y = None
         return y.transpose(1, 2, 3, 0)
 
     def _elementwise_activation(self) -> bool:
@@ -186,13 +227,13 @@ class _Conv(Layer):
 
     def backward(self, grad):
         if self._cols is None:
-            raise RuntimeError(f"Layer {self.describe()}: backward needs a forward pass first "
-                               f"(a chunked inference forward keeps nothing for backward).")
+            raise _no_cache_error(self)
+        xp = backend.xp
         g4 = grad[:, :, None, :] if self.rank == 1 else grad
         n = g4.shape[0]
         f = self.filters
         if self._elementwise_activation():
-            g = self._activate_backward(g4.transpose(1, 2, 3, 0).reshape(f, -1))
+            g = _activation_grad(self, g4.transpose(1, 2, 3, 0).reshape(f, -1))
         else:
             g = self._activate_backward(g4).transpose(1, 2, 3, 0).reshape(f, -1)
         if g.dtype != self.dtype:
@@ -210,8 +251,8 @@ class _Conv(Layer):
         out_hw = self._out_hw
         dcols, _ = self._dcols_buf.get(cols.shape, self.dtype)
         xp.matmul(w.value.reshape(f, -1).T, g, out=dcols)  # (C*kh*kw, F) @ (F, HWn) -> (C*kh*kw, HWn)
-        dxt = xp.zeros((c, h, wd, n), dtype=self.dtype)
-        sp.col2im(dcols.reshape((c,) + kernel + out_hw + (n,)), kernel, out_hw, stride, dil, (pt, pl), dxt)
+        dxt = sp.col2im(dcols.reshape((c,) + kernel + out_hw + (n,)), kernel, out_hw, stride, dil, (pt, pl),
+                        (c, h, wd, n))
         dx = dxt.transpose(3, 0, 1, 2)
         return dx[:, :, 0, :] if self.rank == 1 else dx
 
@@ -292,7 +333,7 @@ class Conv2DTranspose(Layer):
                  bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None, **kwargs):
         super().__init__(**kwargs)
         who = "Conv2DTranspose"
-        self.filters = _check_units(who, "filters", filters)
+        self.filters = check_units(who, "filters", filters)
         self.kernel_size = sp.int_tuple(kernel_size, 2, who, "kernel_size")
         self.strides = sp.int_tuple(strides, 2, who, "strides")
         self.dilation_rate = sp.int_tuple(dilation_rate, 2, who, "dilation_rate")
@@ -365,6 +406,7 @@ class Conv2DTranspose(Layer):
 
     def forward(self, x, training=False):
         self.check_input(x)
+        xp = backend.xp
         if x.dtype != self.dtype:
             x = x.astype(self.dtype)
         n, c, h, w = x.shape
@@ -378,18 +420,19 @@ class Conv2DTranspose(Layer):
         z = xp.zeros((f, oh, ow, n), dtype=self.dtype)
         sp.col2im(cols.reshape((f,) + self.kernel_size + (h, w, n)), self.kernel_size, (h, w), self.strides,
                   self.dilation_rate, (ch, cw), z)
-        if self.bias is not None:
-            z += self.bias.value[:, None, None, None]
-        self._x2, self._x_shape, self._geo = x2, x.shape, ((oh, ch), (ow, cw))
-        return self._activate(z).transpose(3, 0, 1, 2)
+        self._x2, self._x_shape, self._geo = (x2 if grad_enabled() else None), x.shape, ((oh, ch), (ow, cw))
+        y = _bias_activate(self, z.reshape(f, -1), None if self.bias is None else self.bias.value)
+        return y.reshape(z.shape).transpose(3, 0, 1, 2)
 
     def backward(self, grad):
         if self._x2 is None:
-            raise RuntimeError(f"Layer {self.describe()}: backward needs a forward pass first.")
+            raise _no_cache_error(self)
+        xp = backend.xp
         n, c, h, w = self._x_shape
         (oh, ch), (ow, cw) = self._geo
         f = self.filters
-        g = self._activate_backward(grad.transpose(1, 2, 3, 0))  # (F, oh, ow, n)
+        gt = grad.transpose(1, 2, 3, 0)  # (F, oh, ow, n)
+        g = _activation_grad(self, gt.reshape(f, -1)).reshape(gt.shape)
         if g.dtype != self.dtype:
             g = g.astype(self.dtype)
         if self.bias is not None:
@@ -439,7 +482,7 @@ class ZeroPadding2D(Layer):
         self.check_input(x)
         (t, b), (l, r) = self.padding
         n, c, h, w = x.shape
-        y = xp.zeros((n, c, h + t + b, w + l + r), dtype=x.dtype)
+        y = backend.xp.zeros((n, c, h + t + b, w + l + r), dtype=x.dtype)
         y[:, :, t:t + h, l:l + w] = x
         self._hw = (h, w)
         return y
@@ -485,7 +528,7 @@ class UpSampling2D(Layer):
         n, c, h, w = x.shape
         sh, sw = self.size
         # (n, c, h, 1, w, 1) broadcast to (n, c, h, sh, w, sw), then merged: one copy
-        y = xp.broadcast_to(x[:, :, :, None, :, None], (n, c, h, sh, w, sw))
+        y = backend.xp.broadcast_to(x[:, :, :, None, :, None], (n, c, h, sh, w, sw))
         return y.reshape(n, c, h * sh, w * sw)
 
     def backward(self, grad):

@@ -8,9 +8,16 @@ maximum (row-major order), like TensorFlow and PyTorch, so ties never double-cou
 """
 from __future__ import annotations
 
-from cutedl.backend import xp
+from cutedl import backend
+from cutedl._validate import check_bool
 from cutedl.layers import _spatial as sp
-from cutedl.layers.base import Layer, registry
+from cutedl.layers.base import Layer, grad_enabled, registry
+
+
+def _no_cache_error(layer) -> RuntimeError:
+    return RuntimeError(f"Layer {layer.describe()}: backward called after a forward under no_grad() (which "
+                        f"keeps nothing for backward), or before any forward. Run the forward pass outside "
+                        f"no_grad() to train.")
 
 
 class _Pool(Layer):
@@ -66,16 +73,28 @@ class _Pool(Layer):
         x4 = x[:, :, None, :] if self.rank == 1 else x
         out_hw, pads = self._geometry(x.shape[2:])
         xt = sp.to_chwn(x4, pads, fill=self._fill, contiguous=False)  # (C, Hp, Wp, N)
-        self._xt, self._x_shape, self._out_hw, self._pads = xt, x4.shape, out_hw, pads
+        self._x_shape, self._out_hw, self._pads = x4.shape, out_hw, pads
+        self._xt = None
         y = self._pool(xt, out_hw)  # (C, Ho, Wo, N)
+        if grad_enabled():
+            self._xt = xt
+        else:
+            self._y = None
         y = y.transpose(3, 0, 1, 2)
         return y[:, :, 0, :] if self.rank == 1 else y
 
     def backward(self, grad):
+        if getattr(self, "_xt", None) is None:
+            raise _no_cache_error(self)
         g4 = grad[:, :, None, :] if self.rank == 1 else grad
         n, c, h, w = self._x_shape
         (pt, pb), (pl, pr) = self._pads
-        dxt = xp.zeros((c, h + pt + pb, w + pl + pr, n), dtype=grad.dtype)
+        shape = (c, h + pt + pb, w + pl + pr, n)
+        # Every cell is written (not added to) when the windows tile the input exactly.
+        tiled = all(s == k for s, k in zip(self._hw(self.strides), self._hw(self.pool_size))) and all(
+            o * k == length for o, k, length in zip(self._out_hw, self._hw(self.pool_size), shape[1:3]))
+        dxt = backend.xp.empty(shape, dtype=grad.dtype) if tiled and self._assigns else \
+            backend.xp.zeros(shape, dtype=grad.dtype)
         self._unpool(g4.transpose(1, 2, 3, 0), dxt)
         dx = dxt[:, pt:pt + h, pl:pl + w].transpose(3, 0, 1, 2)
         return dx[:, :, 0, :] if self.rank == 1 else dx
@@ -96,9 +115,11 @@ class _Pool(Layer):
 
 
 class _MaxPool(_Pool):
-    _fill = -xp.inf
+    _fill = float("-inf")
+    _assigns = True   # _unpool writes every window cell when the windows are disjoint
 
     def _pool(self, xt, out_hw):
+        xp = backend.xp
         offsets = self._offsets()
         y = self._window(xt, *offsets[0]).copy(order="K")
         for i, j in offsets[1:]:
@@ -107,29 +128,33 @@ class _MaxPool(_Pool):
         return y
 
     def _unpool(self, g, dxt):
+        xp = backend.xp
         offsets = self._offsets()
         # Windows that do not overlap write disjoint cells: assign instead of accumulating.
         disjoint = all(s >= k for s, k in zip(self.strides, self.pool_size))
-        found = None
+        # Only the first maximum of each window (row-major) gets the gradient: once an offset has
+        # matched, its window's entry of ``left`` becomes NaN, which equals nothing after it.
+        left = self._y
+        hit = xp.empty(left.shape, dtype=bool)
         for k, (i, j) in enumerate(offsets):
-            hit = self._window(self._xt, i, j) == self._y
-            if found is None:
-                found = hit
-            else:
-                hit &= ~found  # only the first maximum of each window gets the gradient
-                if k + 1 < len(offsets):
-                    found |= hit
+            xp.equal(self._window(self._xt, i, j), left, out=hit)
             if disjoint:
                 xp.multiply(g, hit, out=self._window(dxt, i, j))
             else:
                 self._window(dxt, i, j)[...] += g * hit
-
+            if k + 1 < len(offsets):
+                if left is self._y:
+                    left = left.copy()
+                xp.copyto(left, xp.nan, where=hit)
 
 class _AvgPool(_Pool):
     """Average over the window; with 'same' padding the padded cells are not counted (Keras)."""
 
+    _assigns = False
+
     def _inverse_counts(self, xt, out_hw):
         """1 / (number of real input cells in each window), shape (1, Ho, Wo, 1)."""
+        xp = backend.xp
         n, c, h, w = self._x_shape
         counts = []
         for length, o, k, s, (before, _) in zip((h, w), out_hw, self._hw(self.pool_size), self._hw(self.strides),
@@ -202,7 +227,7 @@ class AvgPool1D(_AvgPool):
 class _GlobalPool(Layer):
     def __init__(self, keepdims: bool = False, **kwargs):
         super().__init__(**kwargs)
-        self.keepdims = bool(keepdims)
+        self.keepdims = check_bool(type(self).__name__, "keepdims", keepdims)
 
     def build(self, inshape):
         if len(inshape) != 3:
@@ -238,7 +263,7 @@ class GlobalAveragePooling2D(_GlobalPool):
     def backward(self, grad):
         n, c, h, w = self._x_shape
         g = self._grad(grad) * grad.dtype.type(1.0 / (h * w))
-        dx = xp.empty(self._x_shape, dtype=grad.dtype)
+        dx = backend.xp.empty(self._x_shape, dtype=grad.dtype)
         dx[...] = g[:, :, None, None]
         return dx
 
@@ -254,12 +279,17 @@ class GlobalMaxPooling2D(_GlobalPool):
     def forward(self, x, training=False):
         self.check_input(x)
         n, c = x.shape[:2]
+        xp = backend.xp
         flat = x.reshape(n, c, -1)  # (n, c, h*w)
-        self._arg = flat.argmax(axis=2)[:, :, None]
+        arg = flat.argmax(axis=2)[:, :, None]
+        self._arg = arg if grad_enabled() else None
         self._x_shape = x.shape
-        return self._out(xp.take_along_axis(flat, self._arg, axis=2)[:, :, 0])
+        return self._out(xp.take_along_axis(flat, arg, axis=2)[:, :, 0])
 
     def backward(self, grad):
+        if getattr(self, "_arg", None) is None:
+            raise _no_cache_error(self)
+        xp = backend.xp
         n, c = self._x_shape[:2]
         dx = xp.zeros((n, c, self._x_shape[2] * self._x_shape[3]), dtype=grad.dtype)
         xp.put_along_axis(dx, self._arg, self._grad(grad)[:, :, None], axis=2)
