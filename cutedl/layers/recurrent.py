@@ -28,10 +28,10 @@ sequence gives the same result whatever its padding.
 """
 from __future__ import annotations
 
-from cutedl import activations, initializers, regularizers, rng
-from cutedl.backend import xp
-from cutedl.layers.base import Layer, registry
-from cutedl.layers.core import _check_rate, _check_units, _ser_reg
+from cutedl import activations, backend, rng
+from cutedl._validate import check_bool
+from cutedl.layers._args import check_rate, check_units, set_weight_args, weight_args_config
+from cutedl.layers.base import Layer, grad_enabled, registry
 
 
 class _Act:
@@ -44,6 +44,7 @@ class _Act:
 
     def forward(self, z, out):
         """out = f(z); ``out`` may be ``z``."""
+        xp = backend.xp
         if self.kind == "tanh":
             xp.tanh(z, out=out)
         elif self.kind == "sigmoid":
@@ -58,6 +59,7 @@ class _Act:
 
     def backward(self, z, y, grad, out):
         """out = grad · f'(z) given y = f(z)."""
+        xp = backend.xp
         if self.kind == "tanh":
             xp.multiply(y, y, out=out)
             xp.subtract(1.0, out, out=out)
@@ -116,21 +118,18 @@ class RNN(Layer):
                  dropout: float = 0.0, recurrent_dropout: float = 0.0, seed=None, **kwargs):
         super().__init__(**kwargs)
         who = type(self).__name__
-        self.units = _check_units(who, "units", units)
+        self.units = check_units(who, "units", units)
         self.cell_activation = activations.get(activation)
-        self.use_bias = bool(use_bias)
-        self.return_sequences = bool(return_sequences)
-        self.return_state = bool(return_state)
-        self.go_backwards = bool(go_backwards)
-        self.stateful = bool(stateful)
-        self.kernel_initializer = initializers.get(kernel_initializer)
-        self.recurrent_initializer = initializers.get(recurrent_initializer)
-        self.bias_initializer = initializers.get(bias_initializer)
-        self.kernel_regularizer = regularizers.get(kernel_regularizer)
-        self.recurrent_regularizer = regularizers.get(recurrent_regularizer)
-        self.bias_regularizer = regularizers.get(bias_regularizer)
-        self.dropout = _check_rate(who, "dropout", dropout)
-        self.recurrent_dropout = _check_rate(who, "recurrent_dropout", recurrent_dropout)
+        self.use_bias = check_bool(who, "use_bias", use_bias)
+        self.return_sequences = check_bool(who, "return_sequences", return_sequences)
+        self.return_state = check_bool(who, "return_state", return_state)
+        self.go_backwards = check_bool(who, "go_backwards", go_backwards)
+        self.stateful = check_bool(who, "stateful", stateful)
+        set_weight_args(self, kernel=(kernel_initializer, kernel_regularizer),
+                        recurrent=(recurrent_initializer, recurrent_regularizer),
+                        bias=(bias_initializer, bias_regularizer))
+        self.dropout = check_rate(who, "dropout", dropout)
+        self.recurrent_dropout = check_rate(who, "recurrent_dropout", recurrent_dropout)
         self.seed = seed
         self._rng = rng.make_rng(seed)
         self._act = _Act(self.cell_activation)
@@ -177,6 +176,7 @@ class RNN(Layer):
         self._states = self._check_states(states, None, "reset_states")
 
     def _check_states(self, states, batch, what):
+        xp = backend.xp
         names = self._state_names
         if not isinstance(states, (list, tuple)) or len(states) != len(names):
             raise ValueError(f"Layer {self.describe()}: {what} must be a list of {len(names)} arrays "
@@ -200,6 +200,7 @@ class RNN(Layer):
 
     # ------------------------------------------------------------------ forward
     def forward(self, x, training=False, mask=None, initial_state=None):
+        xp = backend.xp
         self.check_input(x)
         if x.dtype != self.dtype:
             x = x.astype(self.dtype)
@@ -245,17 +246,27 @@ class RNN(Layer):
         self._steps = steps
 
         final = [s[-1] for s in self._state_seqs()]
-        self._states = [s.copy() for s in final]
+        self._states = [s.copy() for s in final]   # the carried state updates under no_grad too
         if self.return_sequences:
             out = seq[1:] if self._keep is None else seq[1:] * self._keep
             out = out.transpose(1, 0, 2).copy()  # -> (batch, T, units)
         else:
             out = seq[-1].copy()
+        if not grad_enabled():
+            self._drop_caches()
         if self.return_state:
             return [out] + [s.copy() for s in final]
         return out
 
+    _CACHES = ("_xt", "_z", "_gates", "_h", "_c", "_tc", "_hu", "_keep", "_skip", "_xmask", "_hmask")
+
+    def _drop_caches(self):
+        """Forget everything backward would need (a forward under no_grad keeps nothing)."""
+        for name in self._CACHES:
+            self.__dict__.pop(name, None)
+
     def _dropout_mask(self, training, rate, shape):
+        xp = backend.xp
         if not training or rate == 0.0:
             return None
         u = self._rng.random(shape, dtype=xp.float32 if self.dtype == xp.float32 else xp.float64)
@@ -265,6 +276,7 @@ class RNN(Layer):
 
     def _carry(self, seq, t):
         """On masked steps, state t+1 is state t (the step is skipped)."""
+        xp = backend.xp
         if self._skip is not None:
             xp.copyto(seq[t + 1], seq[t], where=self._skip[t])
 
@@ -274,6 +286,11 @@ class RNN(Layer):
 
     # ------------------------------------------------------------------ backward
     def backward(self, grad):
+        xp = backend.xp
+        if "_xt" not in self.__dict__:
+            raise RuntimeError(f"Layer {self.describe()}: backward called after a forward under no_grad() (which "
+                               f"keeps nothing for backward), or before any forward. Run the forward pass "
+                               f"outside no_grad() to train.")
         steps, batch, units = self._steps, self._xt.shape[1], self.units
         dstates = [None] * len(self._state_names)
         if isinstance(grad, (list, tuple)):
@@ -336,12 +353,7 @@ class RNN(Layer):
         cfg.update(units=self.units, activation=activations.serialize(self.cell_activation),
                    use_bias=self.use_bias, return_sequences=self.return_sequences,
                    return_state=self.return_state, go_backwards=self.go_backwards, stateful=self.stateful,
-                   kernel_initializer=initializers.registry.serialize(self.kernel_initializer),
-                   recurrent_initializer=initializers.registry.serialize(self.recurrent_initializer),
-                   bias_initializer=initializers.registry.serialize(self.bias_initializer),
-                   kernel_regularizer=_ser_reg(self.kernel_regularizer),
-                   recurrent_regularizer=_ser_reg(self.recurrent_regularizer),
-                   bias_regularizer=_ser_reg(self.bias_regularizer),
+                   **weight_args_config(self, "kernel", "recurrent", "bias"),
                    dropout=self.dropout, recurrent_dropout=self.recurrent_dropout, seed=self.seed)
         return cfg
 
@@ -361,6 +373,7 @@ class SimpleRNN(RNN):
     """
 
     def _run(self, zx, states):
+        xp = backend.xp
         steps, batch, u = zx.shape
         h = xp.empty((steps + 1, batch, u), dtype=self.dtype)
         h[0] = states[0]
@@ -377,6 +390,7 @@ class SimpleRNN(RNN):
         return [self._h]
 
     def _bptt(self, dseq, dlast):
+        xp = backend.xp
         steps = self._steps
         dz = xp.empty_like(self._z)
         dh = dlast[0]
@@ -418,13 +432,14 @@ class LSTM(RNN):
         super().__init__(units, activation=activation, **kwargs)
         self.recurrent_activation = activations.get(recurrent_activation)
         self._ract = _Act(self.recurrent_activation)
-        self.unit_forget_bias = bool(unit_forget_bias)
+        self.unit_forget_bias = check_bool("LSTM", "unit_forget_bias", unit_forget_bias)
 
     def _build_extra(self):
         if self.bias is not None and self.unit_forget_bias:
             self.bias.value[self.units:2 * self.units] = 1.0
 
     def _run(self, zx, states):
+        xp = backend.xp
         steps, batch, _ = zx.shape
         u = self.units
         dt = self.dtype
@@ -435,12 +450,28 @@ class LSTM(RNN):
         h[0], c[0] = states
         u_mat = self.recurrent_kernel.value
         tmp = xp.empty((batch, u), dtype=dt)
+        hu = xp.empty((batch, 4 * u), dtype=dt)
+        # sigmoid gates with a tanh candidate (the defaults): sigma(z) = tanh(z / 2) / 2 + 1 / 2, so
+        # all four slices are one tanh of z * scale, then one multiply-add: a = tanh(..) * scale + shift.
+        fused = self._ract.kind == "sigmoid" and self._act.kind == "tanh"
+        if fused:
+            scale = xp.full(4 * u, 0.5, dtype=dt)
+            scale[2 * u:3 * u] = 1.0
+            shift = xp.full(4 * u, 0.5, dtype=dt)
+            shift[2 * u:3 * u] = 0.0
         for t in range(steps):
             z = zx[t]
-            z += self._rec_input(h[t]) @ u_mat  # (batch, units) @ (units, 4u) -> pre-activations
+            xp.matmul(self._rec_input(h[t]), u_mat, out=hu)  # (batch, units) @ (units, 4u)
+            z += hu  # pre-activations
             a = gates[t]
-            self._ract.forward(z, a)  # all four slices, then the candidate slice is redone
-            self._act.forward(z[:, 2 * u:3 * u], a[:, 2 * u:3 * u])
+            if fused:
+                xp.multiply(z, scale, out=a)
+                xp.tanh(a, out=a)
+                a *= scale
+                a += shift
+            else:
+                self._ract.forward(z, a)  # all four slices, then the candidate slice is redone
+                self._act.forward(z[:, 2 * u:3 * u], a[:, 2 * u:3 * u])
             xp.multiply(a[:, u:2 * u], c[t], out=c[t + 1])  # f * c
             xp.multiply(a[:, :u], a[:, 2 * u:3 * u], out=tmp)  # i * g
             c[t + 1] += tmp
@@ -455,6 +486,7 @@ class LSTM(RNN):
         return [self._h, self._c]
 
     def _bptt(self, dseq, dlast):
+        xp = backend.xp
         steps, u = self._steps, self.units
         gates, c, tc, z = self._gates, self._c, self._tc, self._z
         dz = xp.empty_like(gates)
@@ -525,6 +557,7 @@ class GRU(RNN):
                                              self.bias_regularizer) if self.use_bias else None
 
     def _run(self, zx, states):
+        xp = backend.xp
         steps, batch, _ = zx.shape
         u = self.units
         dt = self.dtype
@@ -556,6 +589,7 @@ class GRU(RNN):
         return [self._h]
 
     def _bptt(self, dseq, dlast):
+        xp = backend.xp
         steps, u = self._steps, self.units
         gates, hu, h, z = self._gates, self._hu, self._h, self._z
         dzx = xp.empty_like(gates)
