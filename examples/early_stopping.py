@@ -183,7 +183,7 @@ def format_table(rows: list, monitor: str) -> str:
 
 # ---------------------------------------------------------------------------- main
 def main(argv=None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--epochs", type=int, default=30, help="length of the recorded run")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=1e-3, help="Adam's learning rate")
@@ -196,7 +196,13 @@ def main(argv=None) -> dict:
     p.add_argument("--min-delta", type=float, nargs="+", default=[0.0, 0.005])
     p.add_argument("--report", default="reports/early_stopping.png")
     p.add_argument("--verbose", type=int, default=1)
+    p.add_argument("--threads", type=int, default=None,
+                   help="BLAS threads (cutedl.threads.set_num_threads); None leaves them as they are")
     args = p.parse_args(argv)
+    if args.threads is not None:
+        from cutedl import threads
+
+        threads.set_num_threads(args.threads)
 
     cutedl.set_seed(args.seed)
     (x_train, y_train), (x_val, y_val), (x_test, y_test) = datasets.mnist.load_vectors(limit=args.limit or None)

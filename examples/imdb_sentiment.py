@@ -30,7 +30,7 @@ def build_model(num_words: int, embed: int, units: int, cell: str) -> Model:
 
 
 def main(argv=None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=2e-3)
@@ -44,7 +44,13 @@ def main(argv=None) -> dict:
     p.add_argument("--limit", type=int, default=None, help="use only this many training (and test) reviews")
     p.add_argument("--report", default="reports/imdb_sentiment.png")
     p.add_argument("--verbose", type=int, default=1)
+    p.add_argument("--threads", type=int, default=None,
+                   help="BLAS threads (cutedl.threads.set_num_threads); None leaves them as they are")
     args = p.parse_args(argv)
+    if args.threads is not None:
+        from cutedl import threads
+
+        threads.set_num_threads(args.threads)
 
     try:
         (x_train, y_train), (x_test, y_test) = datasets.imdb.load_data(args.data, num_words=args.num_words)

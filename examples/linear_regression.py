@@ -24,7 +24,7 @@ def make_data(n: int, seed: int):
 
 
 def main(argv=None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--epochs", type=int, default=40)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=0.05)
@@ -32,7 +32,13 @@ def main(argv=None) -> dict:
     p.add_argument("--samples", type=int, default=1000)
     p.add_argument("--report", default="reports/linear_regression.png")
     p.add_argument("--verbose", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None,
+                   help="BLAS threads (cutedl.threads.set_num_threads); None leaves them as they are")
     args = p.parse_args(argv)
+    if args.threads is not None:
+        from cutedl import threads
+
+        threads.set_num_threads(args.threads)
 
     cutedl.set_seed(args.seed)
     x, y = make_data(args.samples, args.seed)

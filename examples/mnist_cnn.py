@@ -92,7 +92,7 @@ def _train_job(job) -> dict:
 
 
 def main(argv=None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=1e-3)
@@ -106,7 +106,13 @@ def main(argv=None) -> dict:
     p.add_argument("--report", default="reports/mnist_cnn.png")
     p.add_argument("--save", default=None, help="save the trained (plain) model to this .npz file")
     p.add_argument("--verbose", type=int, default=1)
+    p.add_argument("--threads", type=int, default=None,
+                   help="BLAS threads (cutedl.threads.set_num_threads); None leaves them as they are")
     args = p.parse_args(argv)
+    if args.threads is not None:
+        from cutedl import threads
+
+        threads.set_num_threads(args.threads)
 
     jobs = [("plain", False)] + ([("batchnorm", True)] if args.batchnorm else [])
     if args.parallel and len(jobs) > 1:

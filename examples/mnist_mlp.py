@@ -27,7 +27,7 @@ def build_model(dropout: float = 0.0) -> Model:
 
 
 def main(argv=None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=1e-3)
@@ -38,7 +38,13 @@ def main(argv=None) -> dict:
     p.add_argument("--report", default="reports/mnist_mlp.png")
     p.add_argument("--save", default=None, help="save the trained model to this .npz file")
     p.add_argument("--verbose", type=int, default=1)
+    p.add_argument("--threads", type=int, default=None,
+                   help="BLAS threads (cutedl.threads.set_num_threads); None leaves them as they are")
     args = p.parse_args(argv)
+    if args.threads is not None:
+        from cutedl import threads
+
+        threads.set_num_threads(args.threads)
 
     cutedl.set_seed(args.seed)
     (x_train, y_train), (x_val, y_val), (x_test, y_test) = datasets.mnist.load_vectors(limit=args.limit)

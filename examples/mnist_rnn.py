@@ -27,7 +27,7 @@ def build_model(cell: str, units: int = 128) -> Model:
 
 
 def main(argv=None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--cells", nargs="+", choices=sorted(CELLS), default=["lstm", "gru"])
     p.add_argument("--units", type=int, default=128)
     p.add_argument("--epochs", type=int, default=20)
@@ -38,7 +38,13 @@ def main(argv=None) -> dict:
     p.add_argument("--limit", type=int, default=None, help="use only this many training samples")
     p.add_argument("--report", default="reports/mnist_rnn.png")
     p.add_argument("--verbose", type=int, default=1)
+    p.add_argument("--threads", type=int, default=None,
+                   help="BLAS threads (cutedl.threads.set_num_threads); None leaves them as they are")
     args = p.parse_args(argv)
+    if args.threads is not None:
+        from cutedl import threads
+
+        threads.set_num_threads(args.threads)
 
     (x_train, y_train), (x_val, y_val), (x_test, y_test) = datasets.mnist.load_vectors(limit=args.limit)
     # (n, 784) -> (n, 28, 28): 28 time steps (rows) of 28 features (pixels)

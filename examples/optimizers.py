@@ -67,7 +67,7 @@ def format_table(rows: list) -> str:
 
 
 def main(argv=None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=None,
@@ -79,7 +79,13 @@ def main(argv=None) -> dict:
                    metavar="NAME", help=f"which to compare (default all: {' '.join(OPTIMIZERS)})")
     p.add_argument("--report", default="reports/optimizers.png")
     p.add_argument("--verbose", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None,
+                   help="BLAS threads (cutedl.threads.set_num_threads); None leaves them as they are")
     args = p.parse_args(argv)
+    if args.threads is not None:
+        from cutedl import threads
+
+        threads.set_num_threads(args.threads)
     set_lr = _parse_set_lr(args.set_lr)
     names = list(dict.fromkeys(args.optimizers))  # a name given twice runs once
 

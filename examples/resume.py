@@ -73,7 +73,7 @@ def train(args, data, workdir, seed, kill_at=None):
 
 
 def main(argv=None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--epochs", type=int, default=4)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=2e-3, help="peak lr of the cosine schedule")
@@ -84,7 +84,13 @@ def main(argv=None) -> dict:
     p.add_argument("--val-steps", type=int, default=20, help="steps between checks (0: once per epoch)")
     p.add_argument("--report", default="reports/resume.png")
     p.add_argument("--verbose", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None,
+                   help="BLAS threads (cutedl.threads.set_num_threads); None leaves them as they are")
     args = p.parse_args(argv)
+    if args.threads is not None:
+        from cutedl import threads
+
+        threads.set_num_threads(args.threads)
 
     cutedl.set_seed(args.seed)
     (x_train, y_train), (x_val, y_val), _ = datasets.mnist.load_vectors(limit=args.limit)

@@ -76,7 +76,7 @@ def draw(results, path, title):
 
 
 def main(argv=None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--cells", nargs="+", choices=sorted(CELLS), default=["lstm", "gru"])
     p.add_argument("--units", type=int, default=32)
     p.add_argument("--steps", type=int, default=30, help="window length (time steps per sequence)")
@@ -90,7 +90,13 @@ def main(argv=None) -> dict:
     p.add_argument("--limit", type=int, default=None, help="use only this many training windows")
     p.add_argument("--report", default="reports/rnn_function_fit.png")
     p.add_argument("--verbose", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None,
+                   help="BLAS threads (cutedl.threads.set_num_threads); None leaves them as they are")
     args = p.parse_args(argv)
+    if args.threads is not None:
+        from cutedl import threads
+
+        threads.set_num_threads(args.threads)
 
     rs = np.random.default_rng(args.seed)
     results, rows = {}, []

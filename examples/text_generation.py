@@ -112,7 +112,7 @@ def build_model(vocab_size: int, embed: int, units: int) -> Model:
 
 
 def main(argv=None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=3e-3)
@@ -127,7 +127,13 @@ def main(argv=None) -> dict:
     p.add_argument("--sample-every", type=int, default=5)
     p.add_argument("--report", default="reports/text_generation.png")
     p.add_argument("--verbose", type=int, default=1)
+    p.add_argument("--threads", type=int, default=None,
+                   help="BLAS threads (cutedl.threads.set_num_threads); None leaves them as they are")
     args = p.parse_args(argv)
+    if args.threads is not None:
+        from cutedl import threads
+
+        threads.set_num_threads(args.threads)
     if args.seq_len < 2 or args.sample_len < 1 or args.sample_every < 1 or min(args.temperatures) <= 0:
         p.error("--seq-len must be >= 2, --sample-len and --sample-every >= 1, temperatures > 0")
 
