@@ -110,7 +110,7 @@ class DatasetSource:
 def user_cache_dir(cache_dir: Optional[PathLike] = None) -> Path:
     """The cache root: ``cache_dir``, else ``$CUTEDL_CACHE_DIR``, else ``~/.cache/cutedl``."""
     if cache_dir is not None:
-        return Path(_check_pathlike(cache_dir, "cache_dir")).expanduser()
+        return Path(check_pathlike(cache_dir, "cache_dir")).expanduser()
     env = os.environ.get(CACHE_DIR_ENV)
     if env:
         return Path(env).expanduser()
@@ -160,7 +160,7 @@ def fetch(source: DatasetSource, path: Optional[PathLike] = None, *, mirror: Opt
     """
     names = list(source.files)
     if path is not None:
-        directory = Path(_check_pathlike(path, "path")).expanduser()
+        directory = Path(check_pathlike(path, "path")).expanduser()
         if not directory.is_dir():
             raise FileNotFoundError(f"{source.name}: path must be a directory holding {_listing(names)}; "
                                     f"{str(directory)!r} is not a directory.")
@@ -317,7 +317,8 @@ def _listing(names: Sequence[str]) -> str:
     return ", ".join(repr(n) for n in names)
 
 
-def _check_pathlike(value, what: str):
+def check_pathlike(value, what: str):
+    """``value`` if it is a str or ``os.PathLike`` (a TypeError naming ``what`` otherwise)."""
     if not isinstance(value, (str, os.PathLike)):
         raise TypeError(f"{what} must be a str or os.PathLike directory, got {type(value).__name__}.")
     return value

@@ -75,7 +75,7 @@ def load_data(path: Optional[PathLike] = None, *, mirror: Optional[str] = None,
     names = TRAIN_BATCHES + (TEST_BATCH,)
     extracted = _extracted_dir(path) if path is not None else None
     if extracted is not None:
-        raw = {n: (extracted / n).read_bytes() for n in names}
+        raw = {n: _read_batch_file(extracted / n) for n in names}
         where = str(extracted)
     else:
         if path is not None and Path(os.fspath(path)).expanduser().is_file():
@@ -102,10 +102,17 @@ def read_archive(archive: PathLike, names) -> dict:
     found: dict = {}
     try:
         with tarfile.open(archive, "r:gz") as tar:
-            for member in tar:
+            for count, member in enumerate(tar, 1):
+                # The real archive has 9 entries; tarfile keeps every header it reads in memory.
+                if count > _MAX_MEMBERS:
+                    raise ValueError(f"cifar10: {str(archive)!r} holds more than {_MAX_MEMBERS} entries; the real "
+                                     f"{ARCHIVE} holds 9. Delete it and download it again.")
                 base = member.name.rsplit("/", 1)[-1]
                 if member.isfile() and base in wanted and base not in found:
+                    _check_batch_size(member.size, f"{archive}: {member.name}")
                     found[base] = tar.extractfile(member).read()
+                    if len(found) == len(wanted):
+                        break
     except (tarfile.TarError, EOFError, zlib.error, OSError) as err:
         if isinstance(err, FileNotFoundError):
             raise
@@ -135,11 +142,28 @@ def decode_batch(raw: bytes, what: str = "batch"):
     if not isinstance(labels, (list, np.ndarray)) or len(labels) != len(data) \
             or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in labels):
         raise ValueError(f"cifar10: {what}: 'labels' must be a list of {len(data)} ints, one per image.")
+    bad = [v for v in labels if not 0 <= v <= 9]   # before any conversion: 2**70 is an int too
+    if bad:
+        raise ValueError(f"cifar10: {what}: labels must be 0..9, got {len(bad)} outside, e.g. {bad[0]!r}.")
     y = np.asarray(labels, dtype=np.int64)
-    if y.size and (y.min() < 0 or y.max() > 9):
-        raise ValueError(f"cifar10: {what}: labels must be 0..9, got values from {y.min()} to {y.max()}.")
     # rows are the R, G and B planes of a 32x32 image, each row-major: exactly (3, 32, 32)
     return data.reshape(len(data), 3, 32, 32), y.astype(np.uint8)
+
+
+_MAX_MEMBERS = 1000
+#: A batch file (10,000 images) is 31 MB; anything much larger is not one, and is never read.
+MAX_BATCH_BYTES = 256 << 20
+
+
+def _check_batch_size(size: int, where: str) -> None:
+    if size > MAX_BATCH_BYTES:
+        raise ValueError(f"cifar10: {where} is {size:,} bytes; a CIFAR-10 batch is about 31 MB (at most "
+                         f"{MAX_BATCH_BYTES:,} bytes are read). Delete it and download the data again.")
+
+
+def _read_batch_file(path: Path) -> bytes:
+    _check_batch_size(path.stat().st_size, str(path))
+    return path.read_bytes()
 
 
 # Everything a CIFAR-10 batch names: NumPy's array rebuilder (plain ndarray, numeric dtypes

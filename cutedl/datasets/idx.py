@@ -15,12 +15,14 @@ the decompressed bytes: no pickle, and a file whose length disagrees with its he
 from __future__ import annotations
 
 import gzip
+import io
 import zlib
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
+from cutedl._io import INFLATE_FREE_BYTES, MAX_INFLATE_RATIO
 from cutedl.datasets import cache
 from cutedl.datasets.cache import DatasetSource, PathLike
 
@@ -48,17 +50,25 @@ def read_idx(path: PathLike, *, magic: Optional[int] = None) -> np.ndarray:
     Returns:
         An array of the header's shape and type, e.g. uint8 ``(60000, 28, 28)``.
     Raises:
-        ValueError: the file is not valid gzip, not IDX, has another magic number, or its data
+        ValueError: the file is not valid gzip (or inflates like a gzip bomb), not IDX, has another magic number, or its data
             length disagrees with its header (truncated or padded). The message names the file.
     """
     path = Path(path)
     data = path.read_bytes()
     if data[:2] == _GZIP_MAGIC:
+        # Inflate no more than a real file could: a gzip bomb of 2 MB holds 2 GB of zeros.
+        limit = max(INFLATE_FREE_BYTES, MAX_INFLATE_RATIO * len(data))
         try:
-            data = gzip.decompress(data)
+            with gzip.GzipFile(fileobj=io.BytesIO(data)) as f:
+                inflated = f.read(limit + 1)
         except (OSError, EOFError, zlib.error) as err:   # BadGzipFile is an OSError; EOFError = truncated
             raise ValueError(f"IDX file '{path}' is not a valid gzip file ({err}); it is truncated or "
                              f"corrupt. Delete it and download it again.") from err
+        if len(inflated) > limit:
+            raise ValueError(f"IDX file '{path}' inflates to more than {limit:,} bytes, over {MAX_INFLATE_RATIO} "
+                             f"times its {len(data):,} bytes (real IDX files shrink about 5x): a gzip bomb or "
+                             f"a corrupt file. Delete it and download it again.")
+        data = inflated
     return parse_idx(data, name=str(path), magic=magic)
 
 

@@ -25,16 +25,14 @@ Files are looked up in a directory given as ``path`` (or the file itself), then
 """
 from __future__ import annotations
 
-import io
 import itertools
-import json
-import zipfile
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
-from numpy.lib import format as npy_format
 
+from cutedl._io import NpzReader, parse_json
+from cutedl._validate import check_int
 from cutedl.datasets import cache, safe_pickle
 from cutedl.datasets.cache import Checksum, DatasetSource, PathLike
 
@@ -87,30 +85,33 @@ def load_data(path: Optional[PathLike] = None, num_words: Optional[int] = None, 
         ValueError: bad arguments, a corrupt or tampered file, or ``maxlen`` leaving no review.
         DownloadError: the file is nowhere locally and cannot be downloaded.
     """
-    num_words = _check_optional_int("num_words", num_words, 1)
-    skip_top = _check_int("skip_top", skip_top, 0)
-    maxlen = _check_optional_int("maxlen", maxlen, 1)
-    seed = _check_int("seed", seed, 0)
-    start_char = _check_optional_int("start_char", start_char, 0)
-    oov_char = _check_optional_int("oov_char", oov_char, 0)
-    index_from = _check_int("index_from", index_from, 0)
+    who = "imdb.load_data"
+    # Bounds keep every id inside the int32 reviews are returned as (and NumPy's seed range).
+    num_words = check_int(who, "num_words", num_words, 1, _ID_MAX, allow_none=True)
+    skip_top = check_int(who, "skip_top", skip_top, 0, _ID_MAX)
+    maxlen = check_int(who, "maxlen", maxlen, 1, _ID_MAX, allow_none=True)
+    seed = check_int(who, "seed", seed, 0, 2**32 - 1)
+    start_char = check_int(who, "start_char", start_char, 0, _ID_MAX, allow_none=True)
+    oov_char = check_int(who, "oov_char", oov_char, 0, _ID_MAX, allow_none=True)
+    index_from = check_int(who, "index_from", index_from, 0, _ID_MAX)
 
     file = _locate(SOURCE, DATA_FILE, path, mirror, cache_dir, search_repo)
     arrays = read_npz(file, _KEYS)
     splits = []
     rs = np.random.RandomState(seed)  # Keras shuffles train then test with one generator
-    for xs, ys in ((arrays["x_train"], arrays["y_train"]), (arrays["x_test"], arrays["y_test"])):
+    for split in ("train", "test"):
+        xs, ys = arrays[f"x_{split}"], arrays[f"y_{split}"]
         if len(xs) != len(ys):
             raise ValueError(f"imdb: {file} holds {len(xs)} reviews but {len(ys)} labels in one split; "
                              f"the file is corrupt.")
         order = np.arange(len(xs))
         rs.shuffle(order)
-        flat, lengths = _reviews(xs[order], file)
+        flat, lengths = _reviews(xs[order], f"{file}: x_{split}", order)
         splits.append([flat, lengths, ys[order]])
 
     for split in splits:
         flat, lengths, _ = split
-        flat = flat + index_from
+        flat = flat + index_from   # int64: file ids and index_from are both <= _ID_MAX
         if start_char is not None:
             flat, lengths = _prepend(flat, lengths, start_char)
         split[0], split[1] = flat, lengths
@@ -126,6 +127,10 @@ def load_data(path: Optional[PathLike] = None, num_words: Optional[int] = None, 
         # Keras's default: the largest index, which `< num_words` below then marks out of
         # vocabulary too (a quirk kept so the arrays equal Keras's).
         num_words = max(int(s[0].max()) if s[0].size else 0 for s in splits)
+        if num_words > _ID_MAX + 1:
+            raise ValueError(f"{who}: with index_from={index_from} the word ids of {file} reach {num_words}, "
+                             f"beyond the int32 range of the reviews ({_ID_MAX}); pass num_words <= {_ID_MAX} "
+                             f"or a smaller index_from.")
     out = []
     for flat, lengths, labels in splits:
         inside = (flat >= skip_top) & (flat < num_words)
@@ -143,10 +148,7 @@ def get_word_index(path: Optional[PathLike] = None, *, mirror: Optional[str] = N
     ``imdb_word_index.json`` (found like ``imdb.npz``). In ``load_data``'s output word ``w``
     appears as ``w + index_from``."""
     file = _locate(WORD_INDEX_SOURCE, WORD_INDEX_FILE, path, mirror, cache_dir, search_repo)
-    try:
-        index = json.loads(Path(file).read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(f"imdb: {file} is not a valid word-index JSON file ({err}).") from None
+    index = parse_json(Path(file).read_bytes(), "imdb.get_word_index", file, "word-index JSON")
     if not isinstance(index, dict) or not all(isinstance(k, str) and type(v) is int and v > 0
                                               for k, v in index.items()):
         raise ValueError(f"imdb: {file} must hold a JSON object mapping words to positive integers.")
@@ -158,23 +160,23 @@ def read_npz(file: PathLike, keys=None) -> dict:
     """The arrays of an ``.npz`` file, object arrays of lists of ints included, without ``np.load``'s
     unrestricted unpickling (see the module docstring).
 
+    Only the arrays named by ``keys`` are read; each is checked against the archive's real sizes
+    before anything is allocated (``cutedl._io.NpzReader``), and an object array's lists may hold
+    no more items in all than its pickle has bytes (shared lists cannot expand it).
+
     Args:
         file: the ``.npz`` path.
         keys: names that must be present (a ValueError names the missing ones); default all.
     Returns:
         ``{name: array}``; an object array's elements are the decoded Python lists of ints.
     """
-    try:
-        with zipfile.ZipFile(file) as zf:
-            members = {n[:-4]: n for n in zf.namelist() if n.endswith(".npy")}
-            wanted = list(members) if keys is None else list(keys)
-            missing = [k for k in wanted if k not in members]
-            if missing:
-                raise ValueError(f"{file} lacks the array(s) {missing}; it holds {sorted(members)}. "
-                                 f"Is it Keras's imdb.npz?")
-            return {k: _read_npy(zf.read(members[k]), f"{file}:{k}") for k in wanted}
-    except (zipfile.BadZipFile, EOFError) as err:
-        raise ValueError(f"{file} is not a valid .npz file (corrupt or truncated: {err}).") from None
+    with NpzReader.open(file, "imdb", "a valid .npz file", hint=_DELETE) as npz:
+        wanted = list(npz.names) if keys is None else list(keys)
+        missing = [k for k in wanted if k not in npz]
+        if missing:
+            raise ValueError(f"imdb: {str(file)!r} lacks the array(s) {missing}; it holds {sorted(npz.names)}. "
+                             f"Is it Keras's imdb.npz?")
+        return {k: npz.read(k, object_reader=_read_object_array) for k in wanted}
 
 
 # What np.save writes for an object array of lists of ints: NumPy's array rebuilder (object
@@ -182,48 +184,68 @@ def read_npz(file: PathLike, keys=None) -> dict:
 # items) and the latin1 _codecs.encode that Python 3 protocol-2 pickles spell bytes with.
 PICKLE_GLOBALS = {**safe_pickle.numpy_array_globals(kinds="biufO"), **safe_pickle.NUMPY_SCALAR_GLOBALS,
                   **safe_pickle.LATIN1_BYTES_GLOBALS}
-_TAMPERED = "The file is corrupt or was tampered with; delete it and download it again."
+_DELETE = "Delete the file and download it again."
+_TAMPERED = f"The file is corrupt or was tampered with. {_DELETE}"
+#: The largest word id: reviews are int32 arrays.
+_ID_MAX = 2**31 - 1
 
 
-def _read_npy(data: bytes, where: str) -> np.ndarray:
-    f = io.BytesIO(data)
-    try:
-        version = npy_format.read_magic(f)
-        if version == (1, 0):
-            shape, fortran, dtype = npy_format.read_array_header_1_0(f)
-        elif version == (2, 0):
-            shape, fortran, dtype = npy_format.read_array_header_2_0(f)
-        else:
-            raise ValueError(f"unsupported .npy format version {version}")
-        if not dtype.hasobject:
-            f.seek(0)
-            return npy_format.read_array(f, allow_pickle=False)
-        if dtype != np.dtype(object) or len(shape) != 1:
-            raise ValueError(f"only 1-D object arrays are read, got dtype {dtype} shape {shape}")
-    except (ValueError, TypeError, EOFError, OverflowError) as err:
-        raise ValueError(f"{where}: cannot be read safely ({err}). {_TAMPERED}") from None
+def _read_object_array(payload: bytearray, shape: tuple, where: str) -> np.ndarray:
+    """An ``.npy`` object array's pickle (``payload``) decoded with the IMDB allowlist."""
+    if len(shape) != 1:
+        raise ValueError(f"{where}: only 1-D object arrays are read, got shape {shape}. {_TAMPERED}")
     # np.save writes an object array as a pickle of the whole ndarray (Python 2 files too:
     # latin1 is how NumPy itself decodes their byte strings).
-    array = safe_pickle.decode(data[f.tell():], PICKLE_GLOBALS, encoding="latin1", what=where,
-                              content="an IMDB array of reviews", hint="Delete the file and download it again.")
+    array = safe_pickle.decode(bytes(payload), PICKLE_GLOBALS, encoding="latin1", what=where,
+                               content="an IMDB array of reviews", hint=_DELETE)
     if not isinstance(array, np.ndarray) or array.dtype != np.dtype(object) or array.shape != tuple(shape):
         raise ValueError(f"{where}: the pickle does not hold the object array its header announces.")
+    # A pickle can reference one list from every review (memo references): a few bytes that expand
+    # to billions of ids. Each id of a real file takes at least one byte of the pickle.
+    items = sum(len(r) if isinstance(r, (list, tuple)) else r.size if isinstance(r, np.ndarray) else 0
+                for r in array)
+    if items > len(payload):
+        raise ValueError(f"{where}: the reviews hold {items:,} word ids in all, more than the {len(payload):,} "
+                         f"bytes of their pickle can encode (they share lists through memo references). "
+                         f"{_TAMPERED}")
     return array
 
 
-def _reviews(xs: np.ndarray, where) -> tuple:
-    """An object array of integer lists as ``(flat int64, lengths)``."""
+def _reviews(xs: np.ndarray, where: str, index: np.ndarray) -> tuple:
+    """An object array of integer lists as ``(flat int64, lengths)``, every id in ``[0, _ID_MAX]``.
+
+    ``index[i]`` is the position of ``xs[i]`` in the file, for error messages.
+    """
     lengths = np.empty(len(xs), dtype=np.intp)
     for i, review in enumerate(xs):
         if not isinstance(review, (list, np.ndarray)):
-            raise ValueError(f"imdb: {where} review {i} is a {type(review).__name__}, not a list of word "
+            raise ValueError(f"imdb: {where} review {index[i]} is a {type(review).__name__}, not a list of word "
                              f"indices; the file is corrupt.")
         lengths[i] = len(review)
-    flat = np.array(list(itertools.chain.from_iterable(xs)))
-    if flat.size and (flat.dtype.kind not in "iu" or flat.min() < 0):
-        raise ValueError(f"imdb: {where} holds word indices that are not non-negative integers "
-                         f"(dtype {flat.dtype}); the file is corrupt.")
-    return flat.astype(np.int64, copy=False).reshape(-1), lengths
+    total = int(lengths.sum())
+    # Python ints and NumPy integers only (not bools, floats, strings or nested lists), checked by
+    # type before anything is converted (np.array would build a 2-D array from nested lists).
+    kinds = set(map(type, itertools.chain.from_iterable(xs)))
+    flat = None
+    if all(t is int or issubclass(t, np.integer) for t in kinds):
+        try:
+            flat = np.fromiter(itertools.chain.from_iterable(xs), dtype=np.int64, count=total)
+        except OverflowError:
+            pass
+    if flat is None or (flat.size and (flat.min() < 0 or flat.max() > _ID_MAX)):
+        for i, review in enumerate(xs):
+            for word in review:
+                if not ((type(word) is int or isinstance(word, np.integer)) and 0 <= word <= _ID_MAX):
+                    raise ValueError(f"imdb: {where} review {index[i]} holds {type(word).__name__} {_short(word)}, "
+                                     f"not a word index (an integer in [0, {_ID_MAX}]); the file is corrupt.")
+        raise ValueError(f"imdb: {where} holds word indices that are not integers in [0, {_ID_MAX}]; the file "
+                         f"is corrupt.")
+    return flat, lengths
+
+
+def _short(value, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}..."
 
 
 def _offsets(lengths) -> np.ndarray:
@@ -257,7 +279,7 @@ def _as_object_array(flat, lengths) -> np.ndarray:
 # ---------------------------------------------------------------------------- finding the file
 def _locate(source: DatasetSource, name: str, path, mirror, cache_dir, search_repo) -> Path:
     if path is not None:
-        p = Path(cache._check_pathlike(path, "path")).expanduser()
+        p = Path(cache.check_pathlike(path, "path")).expanduser()
         if p.is_file():
             return p
         if not p.exists():
@@ -273,13 +295,3 @@ def _locate(source: DatasetSource, name: str, path, mirror, cache_dir, search_re
         return cache.fetch(source, mirror=mirror, cache_dir=cache_dir, search_repo=search_repo) / name
     except cache.DownloadError as err:
         raise cache.DownloadError(f"{err} {HOW_TO_GET}") from None
-
-
-def _check_int(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"imdb.load_data: {name} must be an integer >= {minimum}, got {value!r}.")
-    return int(value)
-
-
-def _check_optional_int(name, value, minimum):
-    return None if value is None else _check_int(name, value, minimum)

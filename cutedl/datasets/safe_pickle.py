@@ -82,13 +82,21 @@ def decode(data: bytes, allowed: Mapping[tuple, object], *, encoding: str = "ASC
     Returns:
         The decoded object.
     Raises:
-        ValueError: a refused global or value (nothing was run), or a corrupt/truncated stream.
+        ValueError: a refused global or value (nothing was run), a corrupt/truncated stream, or
+            one declaring sizes that cannot be allocated (BINBYTES8 of 2**62 bytes).
     """
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"safe_pickle.decode: data must be bytes, got {type(data).__name__}.")
     tail = f" {hint}" if hint else ""
     try:
         return RestrictedUnpickler(io.BytesIO(data), allowed, encoding=encoding).load()
+    except MemoryError:
+        # Python's C unpickler allocates what a counted opcode (BINBYTES8, BYTEARRAY8) or an
+        # array's shape declares *before* reading the data, and offers no hook in between; a
+        # hostile stream declares 2**62 bytes in a dozen. No real size can exceed the data.
+        raise ValueError(f"{what} is not a valid pickle of {content}: decoding it asks for more memory than "
+                         f"is available, for a size or shape far beyond its {len(data):,} bytes (a corrupt or "
+                         f"malicious file; nothing in it was run).{tail}") from None
     except Refused as err:
         raise ValueError(f"{what}: {err}: {content} never holds it, so the file is not what it claims "
                          f"(it may be corrupt or malicious). Nothing in it was run.{tail}") from None
@@ -111,6 +119,10 @@ def numpy_array_globals(kinds: str = "biuf") -> dict:
     def reconstruct(subtype, shape, typecode):
         if subtype is not np.ndarray:
             raise Refused(f"refused to build an array of type {subtype!r}; only numpy.ndarray")
+        # NumPy pickles an array as an empty one plus a state that holds the data (and is
+        # checked against it); a shape here would only allocate memory the data never fills.
+        if shape != (0,):
+            raise Refused(f"refused to preallocate an array of shape {shape!r}; NumPy pickles start from (0,)")
         return _NUMPY_RECONSTRUCT(np.ndarray, shape, typecode)
 
     def dtype(spec, align=False, copy=False):
