@@ -188,9 +188,9 @@ def main(argv=None) -> dict:
     if min(args.steps, args.windows, args.warmup) < 1:
         p.error("--steps, --windows and --warmup must be >= 1")
     if args.profile or args.predict:
-        from cutedl import threads
+        import threadpoolctl   # directly, so that --baseline trees without cutedl.threads work too
 
-        threads.set_num_threads(args.threads)
+        threadpoolctl.threadpool_limits(limits=args.threads)
         profile(args) if args.profile else predict_rss(args)
         return {}
     argv = [a for a in (sys.argv[1:] if argv is None else argv)]
