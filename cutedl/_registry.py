@@ -7,7 +7,8 @@ anything unknown. Classes register themselves with a decorator next to their def
 from __future__ import annotations
 
 
-def _key(name: str) -> str:
+def normalize_name(name: str) -> str:
+    """The form names are compared in: 'Leaky-ReLU ' -> 'leaky_relu'."""
     return name.strip().lower().replace("-", "_").replace(" ", "_")
 
 
@@ -30,7 +31,7 @@ class Registry:
 
         def deco(cls):
             for n in (name,) + aliases:
-                k = _key(n)
+                k = normalize_name(n)
                 if k in self._classes and self._classes[k] is not cls:
                     raise ValueError(f"{self.kind} name {n!r} is already registered.")
                 self._classes[k] = cls
@@ -52,13 +53,13 @@ class Registry:
 
     def classes(self) -> dict[str, type]:
         """Canonical name -> class."""
-        return {n: self._classes[_key(n)] for n in self._canonical}
+        return {n: self._classes[normalize_name(n)] for n in self._canonical}
 
     def lookup(self, name: str) -> type:
         """The class registered under ``name``; ValueError listing valid names when unknown."""
         if not isinstance(name, str):
             raise TypeError(f"{self.kind} name must be a string, got {type(name).__name__}.")
-        k = _key(name)
+        k = normalize_name(name)
         if k not in self._classes:
             raise ValueError(
                 f"Unknown {self.kind} {name!r}. Valid {self.kind} names: "

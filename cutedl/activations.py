@@ -24,16 +24,15 @@ Options are constructor arguments and appear in ``get_config()``, so
 from __future__ import annotations
 
 import math
-import numbers
 
 from cutedl import backend
 from cutedl._registry import Configurable, Registry
-from cutedl.backend import xp
+from cutedl._validate import check_bool, check_number, is_int
 
 
 def _as_float(x):
     """``x`` as a float array: float arrays pass through (no copy), anything else becomes floatx."""
-    x = xp.asarray(x)
+    x = backend.xp.asarray(x)
     if x.dtype.kind != "f":
         x = x.astype(backend.floatx())
     return x
@@ -87,16 +86,6 @@ def serialize(act: ActivationFunction):
     return registry.serialize(act)
 
 
-def _check_real(owner: str, name: str, value) -> float:
-    """``value`` as a finite Python float, or a teaching error."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{owner}: {name} must be a number, got {type(value).__name__} {value!r}.")
-    v = float(value)
-    if not math.isfinite(v):
-        raise ValueError(f"{owner}: {name} must be a finite number, got {value!r}.")
-    return v
-
-
 # ---------------------------------------------------------------------------- building blocks
 
 
@@ -107,6 +96,7 @@ def _sigmoid(x):
     random-sign data. With ``s = sigmoid(-|x|) = e / (1 + e)``, ``e = exp(-|x|)`` (never overflows),
     the result is ``s`` for x < 0 and ``1 - s`` for x >= 0, i.e. ``s + (x >= 0) * (1 - 2 s)``.
     """
+    xp = backend.xp
     s = xp.abs(x)
     xp.negative(s, out=s)
     xp.exp(s, out=s)  # e in (0, 1]
@@ -128,6 +118,7 @@ def _log1p_nonneg(e):
     its square, far below rounding. When e is so small that u == 1 this gives exactly e, and
     there is no 0 / 0 anywhere.
     """
+    xp = backend.xp
     u = e + 1.0
     d = u - 1.0
     xp.subtract(e, d, out=d)  # e - d, the rounding error of 1 + e
@@ -164,8 +155,8 @@ def _erfcx_reference(z: float) -> float:
 
 def _fit_erfcx(degree: int) -> tuple:
     # A one-off host computation at import: plain NumPy whatever the array backend is.
-    import numpy as np
-    from numpy.polynomial import chebyshev
+    np = backend.np
+    chebyshev = np.polynomial.chebyshev
 
     def f(t):
         t = np.atleast_1d(t)
@@ -181,6 +172,7 @@ _ERFCX_COEFS = {"float64": _fit_erfcx(24), "float32": _fit_erfcx(12)}
 
 def _chebyshev_series(t, coefs):
     """sum_k coefs[k] T_k(t) by Clenshaw's recurrence, on t's dtype, with three work buffers."""
+    xp = backend.xp
     t2 = t * 2.0
     b1 = xp.zeros_like(t)
     b2 = xp.zeros_like(t)
@@ -200,6 +192,7 @@ def _chebyshev_series(t, coefs):
 
 def _erfc_nonneg(a):
     """erfc(a) for a float array with a >= 0, with relative accuracy in the tail."""
+    xp = backend.xp
     a = xp.minimum(a, _ERFC_ZMAX)
     coefs = _ERFCX_COEFS["float64" if a.dtype == xp.float64 else "float32"]
     t = a - _ERFCX_K
@@ -214,6 +207,7 @@ def _erfc_nonneg(a):
 
 def _normal_cdf(x):
     """Phi(x) = P(N(0, 1) <= x) = erfc(-x / sqrt(2)) / 2, accurate in the lower tail."""
+    xp = backend.xp
     half_erfc = _erfc_nonneg(xp.abs(x) * (1.0 / math.sqrt(2.0)))
     half_erfc *= 0.5  # erfc(|x| / sqrt 2) / 2 = Phi(-|x|)
     # Phi(x) = Phi(-|x|) for x < 0 and 1 - Phi(-|x|) for x >= 0 (branch-free, as in _sigmoid).
@@ -245,7 +239,7 @@ class ReLU(ActivationFunction):
     """f(x) = max(x, 0); f'(0) is taken as 0."""
 
     def forward(self, x):
-        return xp.maximum(_as_float(x), 0.0)
+        return backend.xp.maximum(_as_float(x), 0.0)
 
     def backward(self, x, y, grad):
         # A bool factor keeps grad's dtype and, unlike where(), is branch-free.
@@ -261,13 +255,13 @@ class LeakyReLU(ActivationFunction):
     """
 
     def __init__(self, negative_slope: float = 0.2):
-        v = _check_real("LeakyReLU", "negative_slope", negative_slope)
-        if v < 0:
-            raise ValueError(f"LeakyReLU: negative_slope must be >= 0, got {negative_slope!r}. "
-                             "Use a slope in [0, 1), e.g. 0.2.")
-        self.negative_slope = v
+        try:
+            self.negative_slope = check_number("LeakyReLU", "negative_slope", negative_slope, minimum=0)
+        except ValueError as err:
+            raise ValueError(f"{err} Use a slope in [0, 1), e.g. 0.2.") from None
 
     def forward(self, x):
+        xp = backend.xp
         x = _as_float(x)
         y = x * self.negative_slope
         # max(x, a x) is f for a <= 1 and min(x, a x) for a > 1: no mask needed.
@@ -277,7 +271,7 @@ class LeakyReLU(ActivationFunction):
 
     def backward(self, x, y, grad):
         # slope + (x > 0) * (1 - slope)
-        d = xp.multiply(x > 0, 1.0 - self.negative_slope, dtype=grad.dtype)
+        d = backend.xp.multiply(x > 0, 1.0 - self.negative_slope, dtype=grad.dtype)
         d += self.negative_slope
         d *= grad
         return d
@@ -293,6 +287,7 @@ def _elu_parts(x, alpha: float):
     (no cancellation: 1 - t is in [1, 2)), but NumPy's tanh is vectorised and its expm1 is not
     (~5x slower in float32).
     """
+    xp = backend.xp
     t = xp.minimum(x, 0.0)
     t *= 0.5
     xp.tanh(t, out=t)
@@ -311,7 +306,7 @@ class ELU(ActivationFunction):
     """
 
     def __init__(self, alpha: float = 1.0):
-        self.alpha = _check_real("ELU", "alpha", alpha)
+        self.alpha = check_number("ELU", "alpha", alpha)
 
     def forward(self, x):
         x = _as_float(x)
@@ -353,7 +348,7 @@ class SELU(ActivationFunction):
         pos = x > 0
         d = y + self.scale * self.alpha
         d *= ~pos
-        d += xp.multiply(pos, self.scale, dtype=d.dtype)
+        d += backend.xp.multiply(pos, self.scale, dtype=d.dtype)
         d *= grad
         return d
 
@@ -380,7 +375,7 @@ class HardSigmoid(ActivationFunction):
         x = _as_float(x)
         y = x + 3.0
         y *= 1.0 / 6.0
-        return xp.clip(y, 0.0, 1.0, out=y)
+        return backend.xp.clip(y, 0.0, 1.0, out=y)
 
     def backward(self, x, y, grad):
         # slope 1/6 strictly inside (-3, 3), 0 outside (and at the kinks).
@@ -392,11 +387,11 @@ class Tanh(ActivationFunction):
     """f(x) = tanh(x)."""
 
     def forward(self, x):
-        return xp.tanh(_as_float(x))
+        return backend.xp.tanh(_as_float(x))
 
     def backward(self, x, y, grad):
         d = y * y
-        xp.subtract(1.0, d, out=d)
+        backend.xp.subtract(1.0, d, out=d)
         d *= grad
         return d
 
@@ -410,11 +405,12 @@ class Softmax(ActivationFunction):
     """
 
     def __init__(self, axis: int = -1):
-        if isinstance(axis, bool) or not isinstance(axis, int):
+        if not is_int(axis):
             raise TypeError(f"Softmax: axis must be an int, got {type(axis).__name__} {axis!r}.")
-        self.axis = axis
+        self.axis = int(axis)
 
     def forward(self, x):
+        xp = backend.xp
         x = _as_float(x)
         m = x.max(axis=self.axis, keepdims=True)
         e = xp.empty_like(x)
@@ -438,7 +434,7 @@ class Softmax(ActivationFunction):
         # J^T g = y * (g - <g, y>) along the axis
         d = grad * y
         s = d.sum(axis=self.axis, keepdims=True)
-        xp.subtract(grad, s, out=d)
+        backend.xp.subtract(grad, s, out=d)
         d *= y
         return d
 
@@ -451,6 +447,7 @@ class Softplus(ActivationFunction):
     """f(x) = log(1 + exp(x)), computed as max(x, 0) + log1p(exp(-|x|)) (no overflow)."""
 
     def forward(self, x):
+        xp = backend.xp
         x = _as_float(x)
         y = xp.abs(x)
         xp.negative(y, out=y)
@@ -470,6 +467,7 @@ class Softsign(ActivationFunction):
     """f(x) = x / (1 + |x|)."""
 
     def forward(self, x):
+        xp = backend.xp
         x = _as_float(x)
         d = xp.abs(x)
         d += 1.0
@@ -478,6 +476,7 @@ class Softsign(ActivationFunction):
     def backward(self, x, y, grad):
         # f'(x) = 1 / (1 + |x|)^2, squared after the division so that it underflows to 0
         # for huge |x| instead of overflowing.
+        xp = backend.xp
         d = xp.abs(x)
         d += 1.0
         xp.reciprocal(d, out=d)
@@ -525,9 +524,7 @@ class GELU(ActivationFunction):
     _TANH_XMAX = 10.0
 
     def __init__(self, approximate: bool = False):
-        if not isinstance(approximate, bool):
-            raise TypeError(f"GELU: approximate must be True or False, got {approximate!r}.")
-        self.approximate = approximate
+        self.approximate = check_bool("GELU", "approximate", approximate)
 
     def _tanh_arg(self, xc):
         # sqrt(2/pi) * (x + a x^3) = sqrt(2/pi) * x * (1 + a x^2)
@@ -539,6 +536,7 @@ class GELU(ActivationFunction):
         return u
 
     def forward(self, x):
+        xp = backend.xp
         x = _as_float(x)
         if self.approximate:
             th = self._tanh_arg(xp.clip(x, -self._TANH_XMAX, self._TANH_XMAX))
@@ -552,6 +550,7 @@ class GELU(ActivationFunction):
         return y
 
     def backward(self, x, y, grad):
+        xp = backend.xp
         if self.approximate:
             xc = xp.clip(x, -self._TANH_XMAX, self._TANH_XMAX)
             th = xp.tanh(self._tanh_arg(xc))

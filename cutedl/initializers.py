@@ -1,8 +1,9 @@
 """Weight initializers, by name through one registry: ``initializers.get('glorot_uniform')``.
 
-An initializer is called as ``init(shape, dtype=None) -> array`` and always returns a new array of
-exactly ``backend.resolve_dtype(dtype)`` (float32 unless asked otherwise). Draws are made in
-float64 and rounded, so the same seed gives the same weights in float32 and float64 up to rounding.
+An initializer is called as ``init(shape, dtype=None) -> array`` and always returns a new host
+(NumPy) array of exactly ``backend.resolve_dtype(dtype)`` (float32 unless asked otherwise);
+``Layer.add_param`` moves it to the device. Draws are made in float64 on the host and rounded, so
+the same seed gives the same weights in float32 and float64 up to rounding, on any backend.
 
 Fans follow Keras: for a 2-D kernel ``(fan_in, fan_out)``; for a conv kernel
 ``(filters, in_channels, kh, kw)`` fan_in is ``in_channels*kh*kw`` and fan_out ``filters*kh*kw``.
@@ -17,12 +18,11 @@ generator from ``n``: the same initializer object returns the same array each ti
 from __future__ import annotations
 
 import math
-import numbers
-
-import numpy as np
 
 from cutedl import backend, rng
 from cutedl._registry import Configurable, Registry
+from cutedl._validate import check_choice, check_int, check_number, is_int
+from cutedl.backend import np  # draws are made on the host, from NumPy generators
 
 # Standard deviation of N(0, 1) truncated to [-2, 2]: Var = 1 - 4 phi(2) / (2 Phi(2) - 1).
 # Variance-scaling normal initializers divide by it so that the *truncated* draws have the
@@ -31,27 +31,19 @@ _TRUNC_STD = math.sqrt(
     1.0 - 4.0 * math.exp(-2.0) / math.sqrt(2.0 * math.pi) / math.erf(2.0 / math.sqrt(2.0)))
 
 
-def _check_real(owner: str, name: str, value) -> float:
-    """``value`` as a finite Python float, or a teaching error."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{owner}: {name} must be a number, got {type(value).__name__} {value!r}.")
-    v = float(value)
-    if not math.isfinite(v):
-        raise ValueError(f"{owner}: {name} must be a finite number, got {value!r}.")
-    return v
-
-
 def _check_shape(owner: str, shape) -> tuple:
-    """``shape`` (an int or a sequence of ints >= 0) as a tuple of Python ints."""
-    if isinstance(shape, (numbers.Integral, np.integer)) and not isinstance(shape, bool):
+    """``shape`` (an int or a sequence of ints >= 0) as a tuple of Python ints.
+
+    Not ``_validate.check_shape``: a weight may have a zero-size axis (an empty layer).
+    """
+    if is_int(shape):
         shape = (shape,)
     try:
         dims = tuple(shape)
     except TypeError:
-        raise TypeError(f"{owner}: shape must be a tuple of ints, got {shape!r}.") from None
-    for d in dims:
-        if isinstance(d, bool) or not isinstance(d, (numbers.Integral, np.integer)) or d < 0:
-            raise ValueError(f"{owner}: shape must be a tuple of non-negative ints, got {shape!r}.")
+        raise TypeError(f"{owner}: shape must be a tuple of ints, got {type(shape).__name__} {shape!r}.") from None
+    if not all(is_int(d) and d >= 0 for d in dims):
+        raise ValueError(f"{owner}: shape must be a tuple of non-negative ints, got {shape!r}.")
     return tuple(int(d) for d in dims)
 
 
@@ -66,14 +58,8 @@ class Initializer(Configurable):
     registry_name = "initializer"
 
     def __init__(self, seed=None):
-        if seed is not None:
-            if isinstance(seed, bool) or not isinstance(seed, (numbers.Integral, np.integer)):
-                raise TypeError(f"{type(self).__name__}: seed must be None or an int, "
-                                f"got {type(seed).__name__} {seed!r}.")
-            if seed < 0:
-                raise ValueError(f"{type(self).__name__}: seed must be >= 0, got {seed!r}.")
-            seed = int(seed)
-        self.seed = seed
+        self.seed = check_int(type(self).__name__, "seed", seed, minimum=0, allow_none=True,
+                              what="None or an int >= 0")
 
     def _rng(self) -> np.random.Generator:
         return rng.global_rng() if self.seed is None else rng.make_rng(self.seed)
@@ -155,7 +141,7 @@ class Constant(Initializer):
 
     def __init__(self, value: float = 0.0):
         super().__init__()
-        self.value = _check_real("Constant", "value", value)
+        self.value = check_number("Constant", "value", value)
 
     def __call__(self, shape, dtype=None):
         return np.full(_check_shape("Constant", shape), self.value, dtype=backend.resolve_dtype(dtype))
@@ -175,8 +161,8 @@ class RandomUniform(Initializer):
 
     def __init__(self, minval: float = -0.05, maxval: float = 0.05, seed=None):
         super().__init__(seed)
-        self.minval = _check_real("RandomUniform", "minval", minval)
-        self.maxval = _check_real("RandomUniform", "maxval", maxval)
+        self.minval = check_number("RandomUniform", "minval", minval)
+        self.maxval = check_number("RandomUniform", "maxval", maxval)
         if not self.minval < self.maxval:
             raise ValueError(f"RandomUniform: minval must be < maxval, got minval={minval!r}, "
                              f"maxval={maxval!r}. Swap them or widen the interval.")
@@ -196,10 +182,8 @@ class _MeanStd(Initializer):
     def __init__(self, mean: float = 0.0, stddev: float = 0.05, seed=None):
         super().__init__(seed)
         name = type(self).__name__
-        self.mean = _check_real(name, "mean", mean)
-        self.stddev = _check_real(name, "stddev", stddev)
-        if self.stddev < 0:
-            raise ValueError(f"{name}: stddev must be >= 0, got {stddev!r}.")
+        self.mean = check_number(name, "mean", mean)
+        self.stddev = check_number(name, "stddev", stddev, minimum=0)
 
     def get_config(self) -> dict:
         return {"mean": self.mean, "stddev": self.stddev, **super().get_config()}
@@ -263,18 +247,11 @@ class VarianceScaling(Initializer):
                  seed=None):
         super().__init__(seed)
         name = type(self).__name__
-        self.scale = _check_real(name, "scale", scale)
-        if self.scale <= 0:
-            raise ValueError(f"{name}: scale must be > 0, got {scale!r}.")
-        if mode not in self._MODES:
-            raise ValueError(f"{name}: mode must be one of {', '.join(self._MODES)}; got {mode!r}.")
+        self.scale = check_number(name, "scale", scale, minimum=0, low_open=True)
+        self.mode = check_choice(name, "mode", mode, self._MODES)
         if distribution == "normal":  # Keras accepts it as a synonym
             distribution = "truncated_normal"
-        if distribution not in self._DISTRIBUTIONS:
-            raise ValueError(f"{name}: distribution must be one of {', '.join(self._DISTRIBUTIONS)}; "
-                             f"got {distribution!r}.")
-        self.mode = mode
-        self.distribution = distribution
+        self.distribution = check_choice(name, "distribution", distribution, self._DISTRIBUTIONS)
 
     def _variance(self, shape: tuple) -> float:
         fan_in, fan_out = compute_fans(shape)
@@ -374,7 +351,7 @@ class Orthogonal(Initializer):
 
     def __init__(self, gain: float = 1.0, seed=None):
         super().__init__(seed)
-        self.gain = _check_real("Orthogonal", "gain", gain)
+        self.gain = check_number("Orthogonal", "gain", gain)
 
     def __call__(self, shape, dtype=None):
         shape = _check_shape("Orthogonal", shape)

@@ -35,8 +35,10 @@ predictions are cast to ``backend.floatx()``). The gradient has the dtype of the
 """
 from __future__ import annotations
 
+from cutedl import backend
 from cutedl._registry import Registry
-from cutedl.backend import as_array, floatx, xp
+from cutedl._validate import check_bool, check_number
+from cutedl.backend import as_array, floatx
 
 # Keras' backend epsilon: probabilities are clipped to [EPSILON, 1 - EPSILON].
 EPSILON = 1e-7
@@ -74,7 +76,7 @@ class Loss:
         y_true = self._targets(self._check_targets(y_true, y_pred), y_pred)
         value, self._cache = self._forward(y_true, y_pred)
         self._scatter = None
-        return float(value)
+        return backend.item(value)
 
     def backward(self):
         """dL/dy_pred of the mean loss from the last call: same shape and dtype as ``y_pred``."""
@@ -105,7 +107,7 @@ class Loss:
             y_true = self._targets(y_true, y_pred)
             value, self._cache = self._forward(y_true, y_pred)
             self._scatter = None
-            return float(value)
+            return backend.item(value)
         sub_pred = y_pred[mask]  # (real steps, ...)
         self._scatter = (mask, y_pred.shape, y_pred.dtype, count)
         if count == 0:
@@ -114,11 +116,11 @@ class Loss:
             return 0.0
         sub_true = self._targets(y_true[mask], sub_pred)
         value, self._cache = self._forward(sub_true, sub_pred)
-        return float(value)
+        return backend.item(value)
 
     def _scatter_back(self):
         mask, shape, dtype, count = self._scatter
-        g = xp.zeros(shape, dtype=dtype)
+        g = backend.xp.zeros(shape, dtype=dtype)
         if count:
             g[mask] = self._backward(self._cache)
         return g
@@ -237,10 +239,7 @@ def check_mask(who: str, mask, y_pred, class_axis: bool = False):
 
 
 def _check_label_smoothing(who: str, label_smoothing) -> float:
-    ls = float(label_smoothing)
-    if not 0.0 <= ls <= 1.0:
-        raise ValueError(f"{who}: label_smoothing must be in [0, 1], got {label_smoothing!r}.")
-    return ls
+    return check_number(who, "label_smoothing", label_smoothing, minimum=0, maximum=1)
 
 
 # --- regression ------------------------------------------------------------------------------
@@ -252,7 +251,7 @@ class MeanSquaredError(Loss):
 
     def _forward(self, y_true, y_pred):
         d = y_pred - y_true
-        return xp.mean(d * d), d
+        return backend.xp.mean(d * d), d
 
     def _backward(self, d):
         return d * (2.0 / d.size)
@@ -263,11 +262,12 @@ class MeanAbsoluteError(Loss):
     """mean(|y_pred - y_true|) over every element. Its gradient at y_pred == y_true is 0."""
 
     def _forward(self, y_true, y_pred):
+        xp = backend.xp
         d = y_pred - y_true
         return xp.mean(xp.abs(d)), d
 
     def _backward(self, d):
-        return xp.sign(d) * (1.0 / d.size)
+        return backend.xp.sign(d) * (1.0 / d.size)
 
 
 @registry.register("huber")
@@ -282,12 +282,10 @@ class Huber(Loss):
     """
 
     def __init__(self, delta: float = 1.0):
-        delta = float(delta)
-        if not delta > 0:
-            raise ValueError(f"Huber: delta must be > 0, got {delta!r}.")
-        self.delta = delta
+        self.delta = check_number("Huber", "delta", delta, minimum=0, low_open=True)
 
     def _forward(self, y_true, y_pred):
+        xp = backend.xp
         d = y_pred - y_true
         a = xp.abs(d)
         # split |e| into its quadratic part (up to delta) and the linear rest: no branches
@@ -296,7 +294,7 @@ class Huber(Loss):
         return xp.mean(0.5 * quad * quad + self.delta * lin), d
 
     def _backward(self, d):
-        return xp.clip(d, -self.delta, self.delta) * (1.0 / d.size)
+        return backend.xp.clip(d, -self.delta, self.delta) * (1.0 / d.size)
 
     def get_config(self) -> dict:
         return {"delta": self.delta}
@@ -320,7 +318,7 @@ class BinaryCrossentropy(Loss):
     output_activation = "sigmoid"
 
     def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0):
-        self.from_logits = bool(from_logits)
+        self.from_logits = check_bool("BinaryCrossentropy", "from_logits", from_logits)
         self.label_smoothing = _check_label_smoothing("BinaryCrossentropy", label_smoothing)
 
     def _targets(self, y_true, y_pred):
@@ -330,6 +328,7 @@ class BinaryCrossentropy(Loss):
         return t
 
     def _forward(self, t, y_pred):
+        xp = backend.xp
         if self.from_logits:
             z = y_pred
             # softplus form: log(1 + e^z) - z t = max(z, 0) - z t + log1p(e^-|z|); exp never overflows
@@ -345,7 +344,7 @@ class BinaryCrossentropy(Loss):
             z, t, e = cache
             # sigmoid(z) from e = exp(-|z|): 1/(1+e) for z >= 0, e/(1+e) for z < 0
             r = 1 / (1 + e)
-            sig = xp.where(z >= 0, r, e * r)
+            sig = backend.xp.where(z >= 0, r, e * r)
             return (sig - t) * (1.0 / z.size)
         p, t, pc = cache
         unclipped = pc == p  # bool: keeps the float dtype when multiplied
@@ -380,7 +379,7 @@ class CategoricalCrossentropy(Loss):
     output_activation = "softmax"
 
     def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0):
-        self.from_logits = bool(from_logits)
+        self.from_logits = check_bool("CategoricalCrossentropy", "from_logits", from_logits)
         self.label_smoothing = _check_label_smoothing("CategoricalCrossentropy", label_smoothing)
 
     def _targets(self, y_true, y_pred):
@@ -401,6 +400,7 @@ class CategoricalCrossentropy(Loss):
         return t
 
     def _forward(self, t, y_pred):
+        xp = backend.xp
         n = y_pred.size // y_pred.shape[-1]  # samples x time steps
         if self.from_logits:
             # log softmax(z) = (z - max) - log(sum(exp(z - max))): exp of values <= 0 never overflows
@@ -436,6 +436,7 @@ def sparse_labels(who: str, y_true, y_pred):
     Accepted label shapes: ``y_pred.shape[:-1]`` or that with a trailing axis of 1. Float labels
     must hold integers. Raises ValueError naming ``who`` on a bad shape or label.
     """
+    xp = backend.xp
     classes = y_pred.shape[-1]
     lead = y_pred.shape[:-1]
     if y_true.shape != lead and y_true.shape != lead + (1,):
@@ -478,13 +479,14 @@ class SparseCategoricalCrossentropy(Loss):
     output_activation = "softmax"
 
     def __init__(self, from_logits: bool = False):
-        self.from_logits = bool(from_logits)
+        self.from_logits = check_bool("SparseCategoricalCrossentropy", "from_logits", from_logits)
 
     def _targets(self, y_true, y_pred):
         _classes_of(self, y_pred)
         return sparse_labels("SparseCategoricalCrossentropy", y_true, y_pred)
 
     def _forward(self, labels, y_pred):
+        xp = backend.xp
         classes = y_pred.shape[-1]
         p2 = y_pred.reshape(-1, classes)  # (batch * T, classes)
         n = p2.shape[0]
@@ -512,7 +514,7 @@ class SparseCategoricalCrossentropy(Loss):
         n = len(rows)
         m = pc == pl  # unclipped
         # L = -log clip(p_l / S): dL/dp_j = m / S - [j == l] m / (S p_l)   (pc == pl wherever m)
-        g = xp.empty((n, shape[-1]), dtype=dtype)
+        g = backend.xp.empty((n, shape[-1]), dtype=dtype)
         g[...] = (m / (s * n))[:, None]
         g[rows, labels] -= m / (s * pc * n)
         return g.reshape(shape)

@@ -17,8 +17,10 @@ otherwise; :func:`direction` answers the same for any log key (``direction('val_
 """
 from __future__ import annotations
 
-from cutedl._registry import Registry, _key
-from cutedl.backend import as_array, floatx, xp
+from cutedl import backend
+from cutedl._registry import Registry, normalize_name
+from cutedl._validate import check_int, check_number
+from cutedl.backend import as_array, floatx
 from cutedl.losses import registry as _loss_registry
 from cutedl.losses import check_mask, sparse_labels
 
@@ -62,7 +64,7 @@ class Metric:
                 if not mask.any():
                     return 0.0
                 y_true, y_pred = y_true[mask], y_pred[mask]
-        return float(xp.mean(self._values(y_true, y_pred)))
+        return backend.item(backend.xp.mean(self._values(y_true, y_pred)))
 
     def _values(self, y_true, y_pred):
         raise NotImplementedError
@@ -85,28 +87,39 @@ def get(identifier, **kwargs) -> Metric:
     """
     if isinstance(identifier, str) and "name" not in kwargs:
         cls = registry.lookup(identifier)
-        return cls(name=_key(identifier), **kwargs)
+        return cls(name=normalize_name(identifier), **kwargs)
     return registry.get(identifier, **kwargs)
 
 
 def mask_weight(mask, batch: int) -> int:
     """How much a batch weighs in a mean over batches: its real steps with a mask, else its samples."""
-    return batch if mask is None else int(xp.count_nonzero(mask))
+    return batch if mask is None else int(backend.xp.count_nonzero(mask))
 
 
-def direction(key: str) -> str:
+# Words that mark a custom log key as lower-is-better when direction() is asked to guess.
+_LOWER_IS_BETTER_WORDS = ("loss", "error", "mae", "mse", "mape", "msle", "crossentropy", "hinge", "perplexity")
+
+
+def direction(key: str, guess: bool = False) -> str:
     """'min' or 'max': whether a log key improves downwards or upwards.
 
-    ``'loss'``, loss names and error metrics ('mae', 'mse') are 'min'; accuracies are 'max'. A
-    ``'val_'`` prefix is ignored.
+    The one place cutedl answers "is lower better?": ``'loss'``, loss names and error metrics
+    ('mae', 'mse') are 'min'; accuracies are 'max'. A ``'val_'`` prefix is ignored.
+
+    Args:
+        key: a log key such as ``'val_loss'`` or ``'accuracy'``.
+        guess: for a key that names no registered metric or loss (a custom column), judge by its
+            name instead of raising: 'min' when it mentions loss, error, mae, mse, mape, msle,
+            crossentropy, hinge or perplexity, else 'max'. Reports use it; anything that acts on
+            the answer (early stopping) should not guess.
 
     Raises:
-        ValueError: for a key that names no metric or loss, listing the known keys.
+        ValueError: for a key that names no metric or loss (unless ``guess``), listing the known keys.
     """
     if not isinstance(key, str):
         raise TypeError(f"direction: a log key must be a string like 'val_loss', got {key!r}.")
     name = key[len("val_"):] if key.startswith("val_") else key
-    if _key(name) == "loss":
+    if normalize_name(name) == "loss":
         return "min"
     try:
         return registry.lookup(name).direction
@@ -117,6 +130,9 @@ def direction(key: str) -> str:
         return "min"
     except ValueError:
         pass
+    if guess:
+        low = name.lower()
+        return "min" if any(w in low for w in _LOWER_IS_BETTER_WORDS) else "max"
     known = ["loss"] + registry.all_names() + _loss_registry.all_names()
     raise ValueError(f"Unknown log key {key!r}: cannot tell whether higher or lower is better. Known keys "
                      f"(each also with a 'val_' prefix): {', '.join(known)}. For a custom metric pass "
@@ -221,7 +237,7 @@ class BinaryAccuracy(Metric):
 
     def __init__(self, threshold: float = 0.5, name: str | None = None):
         super().__init__(name)
-        self.threshold = float(threshold)
+        self.threshold = check_number("BinaryAccuracy", "threshold", threshold)
 
     def _values(self, y_true, y_pred):
         return _binary("BinaryAccuracy", y_true, y_pred, self.threshold)
@@ -261,9 +277,7 @@ class TopKAccuracy(Metric):
 
     def __init__(self, k: int = 5, name: str | None = None):
         super().__init__(name)
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise ValueError(f"TopKAccuracy: k must be a positive integer, got {k!r}.")
-        self.k = k
+        self.k = check_int("TopKAccuracy", "k", k, minimum=1, what="a positive integer")
 
     def _values(self, y_true, y_pred):
         who = "TopKAccuracy"
@@ -273,7 +287,7 @@ class TopKAccuracy(Metric):
             labels = y_true.reshape(p2.shape).argmax(axis=1)
         else:
             labels = sparse_labels(who, y_true, y_pred)
-        true_score = p2[xp.arange(p2.shape[0]), labels]
+        true_score = p2[backend.xp.arange(p2.shape[0]), labels]
         # a rank, not a sort: O(classes) per sample
         return (p2 > true_score[:, None]).sum(axis=1) < self.k
 
@@ -298,7 +312,7 @@ class MeanAbsoluteError(Metric):
 
     def _values(self, y_true, y_pred):
         t, p = _float_pair("MeanAbsoluteError", y_true, y_pred)
-        return xp.abs(p - t)
+        return backend.xp.abs(p - t)
 
 
 @registry.register("mse", "mean_squared_error")

@@ -26,10 +26,9 @@ import inspect
 import math
 from typing import Callable, Iterable, Union
 
-import numpy as np
-
+from cutedl import backend
 from cutedl._registry import Registry
-from cutedl.backend import xp
+from cutedl._validate import check_bool, check_int, check_number, is_number
 
 LearningRate = Union[float, Callable[[int], float]]
 
@@ -44,13 +43,14 @@ class _HyperparameterTypeError(ValueError, TypeError):
 
 def _sumsq(g) -> float:
     """sum(g**2) as a Python float, without a param-sized temporary in the common case."""
+    xp = backend.xp
     flat = g.reshape(-1)  # a view for contiguous gradients
-    s = float(xp.dot(flat, flat))
+    s = backend.item(xp.dot(flat, flat))
     if not math.isfinite(s) and bool(xp.isfinite(g).all()):
         # The float32 accumulation overflowed although every entry is finite: redo it in float64
         # (rare, so the copy is acceptable).
-        flat = flat.astype(np.float64)
-        s = float(xp.dot(flat, flat))
+        flat = flat.astype(xp.float64)
+        s = backend.item(xp.dot(flat, flat))
     return s
 
 
@@ -90,10 +90,10 @@ class Optimizer:
                  global_clipnorm: float | None = None):
         self.lr = lr
         self.weight_decay = self._check_number("weight_decay", 0.0 if weight_decay is None else weight_decay,
-                                               low=0.0)
-        self.clipnorm = self._check_number("clipnorm", clipnorm, low=0.0, low_open=True, allow_none=True)
-        self.clipvalue = self._check_number("clipvalue", clipvalue, low=0.0, low_open=True, allow_none=True)
-        self.global_clipnorm = self._check_number("global_clipnorm", global_clipnorm, low=0.0, low_open=True,
+                                               low=0)
+        self.clipnorm = self._check_number("clipnorm", clipnorm, low=0, low_open=True, allow_none=True)
+        self.clipvalue = self._check_number("clipvalue", clipvalue, low=0, low_open=True, allow_none=True)
+        self.global_clipnorm = self._check_number("global_clipnorm", global_clipnorm, low=0, low_open=True,
                                                   allow_none=True)
         if self.clipnorm is not None and self.global_clipnorm is not None:
             raise ValueError(
@@ -107,46 +107,33 @@ class Optimizer:
         self._scratch: dict[str, list] = {}
 
     # ------------------------------------------------------------------ hyper-parameters
+    def _default_hint(self, name: str) -> str:
+        """' The default is name=value.' for a constructor argument with a non-None default."""
+        default = inspect.signature(type(self).__init__).parameters.get(name)
+        if default is None or default.default in (None, inspect.Parameter.empty):
+            return ""
+        return f" The default is {name}={default.default!r}."
+
     def _check_number(self, name: str, value, *, low=None, high=None, low_open=False, high_open=False,
                       allow_none=False):
-        """``value`` as a float within the range, or a ValueError naming who, what and the fix."""
+        """``value`` as a float within the range (``_validate.check_number``), the error naming the
+        default; a wrong type raises :class:`_HyperparameterTypeError` (a TypeError and a ValueError)."""
         who = type(self).__name__
-        if value is None and allow_none:
-            return None
-        lo = "" if low is None else ("(" if low_open else "[") + f"{low:g}"
-        hi = "" if high is None else f"{high:g}" + (")" if high_open else "]")
-        if low is not None and high is not None:
-            rng = f"in {lo}, {hi}"
-        elif low is not None:
-            rng = f"{'>' if low_open else '>='} {low:g}"
-        else:
-            rng = f"{'<' if high_open else '<='} {high:g}"
-        if allow_none:
-            rng += " (or None to disable it)"
-        default = inspect.signature(type(self).__init__).parameters.get(name)
-        hint = ""
-        if default is not None and default.default not in (None, inspect.Parameter.empty):
-            hint = f" The default is {name}={default.default!r}."
-        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
-            raise _HyperparameterTypeError(
-                f"{who}: {name} must be a number {rng}, got {value!r} of type {type(value).__name__}.{hint}"
-            )
-        v = float(value)
-        bad = math.isnan(v)
-        if low is not None:
-            bad = bad or (v <= low if low_open else v < low)
-        if high is not None:
-            bad = bad or (v >= high if high_open else v > high)
-        if bad or math.isinf(v):
-            raise ValueError(f"{who}: {name} must be a finite number {rng}, got {value!r}.{hint}")
-        return v
+        # every optional hyper-parameter is a positive threshold that None switches off
+        what = "a finite number > 0 (or None to disable it)" if allow_none else None
+        try:
+            return check_number(who, name, value, minimum=low, maximum=high, low_open=low_open,
+                                high_open=high_open, allow_none=allow_none, what=what)
+        except TypeError as err:
+            raise _HyperparameterTypeError(f"{err}{self._default_hint(name)}") from None
+        except ValueError as err:
+            raise ValueError(f"{err}{self._default_hint(name)}") from None
 
     def _check_bool(self, name: str, value) -> bool:
-        if not isinstance(value, (bool, np.bool_)):
-            raise _HyperparameterTypeError(
-                f"{type(self).__name__}: {name} must be True or False, got {value!r}."
-            )
-        return bool(value)
+        try:
+            return check_bool(type(self).__name__, name, value)
+        except TypeError as err:
+            raise _HyperparameterTypeError(str(err)) from None
 
     @property
     def lr(self) -> LearningRate:
@@ -164,13 +151,12 @@ class Optimizer:
         if callable(value):
             self._lr = value
             return
-        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        if not is_number(value):
             raise _HyperparameterTypeError(
                 f"{type(self).__name__}: lr must be a number >= 0 or a callable schedule "
-                f"lr(iterations) -> float, got {value!r} of type {type(value).__name__}. "
-                f"Example: lr=0.001."
+                f"lr(iterations) -> float, got {type(value).__name__} {value!r}. Example: lr=0.001."
             )
-        self._lr = self._check_number("lr", value, low=0.0)
+        self._lr = self._check_number("lr", value, low=0)
 
     @property
     def current_lr(self) -> float:
@@ -255,6 +241,7 @@ class Optimizer:
 
     def _clip(self, grad, scratch: list, scale: float):
         """The gradient to use: ``grad`` itself, or its clipped copy in the clip buffer."""
+        xp = backend.xp
         if self.clipnorm is not None:
             norm = math.sqrt(_sumsq(grad))
             if norm > self.clipnorm:
@@ -272,9 +259,10 @@ class Optimizer:
 
     def _prepare(self, p):
         """First step of a param here: create (or check loaded) state and the work buffers."""
+        xp = backend.xp
         who = type(self).__name__
         value = p.value
-        if not isinstance(value, np.ndarray) or value.dtype.kind != "f":
+        if not backend.is_array(value) or value.dtype.kind != "f":
             raise TypeError(
                 f"{who}: param {p.name!r} must be a float array to be updated in place, got "
                 f"{type(value).__name__} of dtype {getattr(value, 'dtype', None)}."
@@ -321,6 +309,7 @@ class Optimizer:
 
     def get_state(self) -> dict:
         """``{'iterations': int, 'state': {param_name: {key: array}}}``, copies, for checkpoints."""
+        xp = backend.xp
         return {"iterations": int(self.iterations),
                 "state": {name: {k: xp.array(a, copy=True) for k, a in st.items()} for name, st in self.state.items()}}
 
@@ -338,9 +327,7 @@ class Optimizer:
                 f"'iterations' and 'state', got {type(d).__name__}"
                 f"{' with keys ' + str(sorted(d)) if isinstance(d, dict) else ''}."
             )
-        it = d["iterations"]
-        if isinstance(it, (bool, np.bool_)) or not isinstance(it, (int, np.integer)) or it < 0:
-            raise ValueError(f"{who}.set_state: 'iterations' must be an int >= 0, got {it!r}.")
+        it = check_int(f"{who}.set_state", "'iterations'", d["iterations"], minimum=0)
         states = d["state"]
         if not isinstance(states, dict):
             raise ValueError(f"{who}.set_state: 'state' must be a dict param name -> dict of arrays, "
@@ -364,7 +351,7 @@ class Optimizer:
             arrays = {}
             shape = None
             for key, a in st.items():
-                a = xp.array(a, copy=True)
+                a = backend.xp.array(a, copy=True)
                 if a.dtype.kind != "f":
                     raise ValueError(f"{who}.set_state: state {key!r} of param {name!r} must be a float "
                                      f"array, got dtype {a.dtype}.")
@@ -381,7 +368,7 @@ class Optimizer:
             new[name] = arrays
         self.state = new
         self._scratch = {}  # shapes and dtypes are checked again on each param's next step
-        self.iterations = int(it)
+        self.iterations = it
 
     def __repr__(self) -> str:
         cfg = {**self.get_config(), "lr": self._lr}
@@ -438,7 +425,7 @@ class SGD(Optimizer):
                  clipvalue: float | None = None, global_clipnorm: float | None = None):
         super().__init__(lr=lr, weight_decay=weight_decay, clipnorm=clipnorm, clipvalue=clipvalue,
                          global_clipnorm=global_clipnorm)
-        self.momentum = self._check_number("momentum", momentum, low=0.0, high=1.0)
+        self.momentum = self._check_number("momentum", momentum, low=0, high=1)
         self.nesterov = self._check_bool("nesterov", nesterov)
 
     def _state_spec(self) -> dict:
@@ -448,6 +435,7 @@ class SGD(Optimizer):
         return lr, self.momentum, self.nesterov
 
     def _update(self, value, grad, state, scratch, k):
+        xp = backend.xp
         lr, momentum, nesterov = k
         buf = scratch[0]
         xp.multiply(grad, lr, out=buf)  # lr * g
@@ -510,8 +498,8 @@ class Adagrad(Optimizer):
         super().__init__(lr=lr, weight_decay=weight_decay, clipnorm=clipnorm, clipvalue=clipvalue,
                          global_clipnorm=global_clipnorm)
         self.initial_accumulator_value = self._check_number("initial_accumulator_value",
-                                                            initial_accumulator_value, low=0.0)
-        self.epsilon = self._check_number("epsilon", epsilon, low=0.0, low_open=True)
+                                                            initial_accumulator_value, low=0)
+        self.epsilon = self._check_number("epsilon", epsilon, low=0, low_open=True)
 
     def _state_spec(self) -> dict:
         return {"accumulator": self.initial_accumulator_value}
@@ -520,6 +508,7 @@ class Adagrad(Optimizer):
         return lr, self.epsilon
 
     def _update(self, value, grad, state, scratch, k):
+        xp = backend.xp
         lr, eps = k
         acc, buf = state["accumulator"], scratch[0]
         xp.multiply(grad, grad, out=buf)
@@ -567,9 +556,9 @@ class RMSProp(Optimizer):
                  global_clipnorm: float | None = None):
         super().__init__(lr=lr, weight_decay=weight_decay, clipnorm=clipnorm, clipvalue=clipvalue,
                          global_clipnorm=global_clipnorm)
-        self.rho = self._check_number("rho", rho, low=0.0, high=1.0, high_open=True)
-        self.momentum = self._check_number("momentum", momentum, low=0.0, high=1.0)
-        self.epsilon = self._check_number("epsilon", epsilon, low=0.0, low_open=True)
+        self.rho = self._check_number("rho", rho, low=0, high=1, high_open=True)
+        self.momentum = self._check_number("momentum", momentum, low=0, high=1)
+        self.epsilon = self._check_number("epsilon", epsilon, low=0, low_open=True)
         self.centered = self._check_bool("centered", centered)
 
     def _state_spec(self) -> dict:
@@ -584,6 +573,7 @@ class RMSProp(Optimizer):
         return lr, self.rho, self.momentum, self.epsilon, self.centered
 
     def _update(self, value, grad, state, scratch, k):
+        xp = backend.xp
         lr, rho, momentum, eps, centered = k
         vel, buf = state["velocity"], scratch[0]
         xp.multiply(grad, grad, out=buf)
@@ -643,8 +633,8 @@ class Adadelta(Optimizer):
                  clipvalue: float | None = None, global_clipnorm: float | None = None):
         super().__init__(lr=lr, weight_decay=weight_decay, clipnorm=clipnorm, clipvalue=clipvalue,
                          global_clipnorm=global_clipnorm)
-        self.rho = self._check_number("rho", rho, low=0.0, high=1.0, high_open=True)
-        self.epsilon = self._check_number("epsilon", epsilon, low=0.0, low_open=True)
+        self.rho = self._check_number("rho", rho, low=0, high=1, high_open=True)
+        self.epsilon = self._check_number("epsilon", epsilon, low=0, low_open=True)
 
     def _state_spec(self) -> dict:
         return {"accumulated_grad": 0.0, "accumulated_delta_var": 0.0}
@@ -653,6 +643,7 @@ class Adadelta(Optimizer):
         return lr, self.rho, self.epsilon
 
     def _update(self, value, grad, state, scratch, k):
+        xp = backend.xp
         lr, rho, eps = k
         acc_g, acc_d = state["accumulated_grad"], state["accumulated_delta_var"]
         buf, buf2 = scratch[0], scratch[1]
@@ -707,9 +698,9 @@ class Adam(Optimizer):
                  global_clipnorm: float | None = None):
         super().__init__(lr=lr, weight_decay=weight_decay, clipnorm=clipnorm, clipvalue=clipvalue,
                          global_clipnorm=global_clipnorm)
-        self.beta_1 = self._check_number("beta_1", beta_1, low=0.0, high=1.0, high_open=True)
-        self.beta_2 = self._check_number("beta_2", beta_2, low=0.0, high=1.0, high_open=True)
-        self.epsilon = self._check_number("epsilon", epsilon, low=0.0, low_open=True)
+        self.beta_1 = self._check_number("beta_1", beta_1, low=0, high=1, high_open=True)
+        self.beta_2 = self._check_number("beta_2", beta_2, low=0, high=1, high_open=True)
+        self.epsilon = self._check_number("epsilon", epsilon, low=0, low_open=True)
         self.amsgrad = self._check_bool("amsgrad", amsgrad)
 
     def _state_spec(self) -> dict:
@@ -725,6 +716,7 @@ class Adam(Optimizer):
         return alpha, 1.0 - b1, 1.0 - b2, self.epsilon, self.amsgrad
 
     def _update(self, value, grad, state, scratch, k):
+        xp = backend.xp
         alpha, one_minus_b1, one_minus_b2, eps, amsgrad = k
         m, v, buf = state["m"], state["v"], scratch[0]
         xp.subtract(grad, m, out=buf)

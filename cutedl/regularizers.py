@@ -12,22 +12,17 @@ By name, as in Keras 3: ``'l1'`` -> ``L1(0.01)``, ``'l2'`` -> ``L2(0.01)``, and 
 """
 from __future__ import annotations
 
-import math
-import numbers
-
+from cutedl import backend
 from cutedl._registry import Configurable, Registry
-from cutedl.backend import xp
+from cutedl._validate import check_number
 
 
 def _check_factor(owner: str, name: str, value) -> float:
     """A regularization factor as a finite Python float >= 0, or a teaching error."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{owner}: {name} must be a number, got {type(value).__name__} {value!r}.")
-    v = float(value)
-    if not math.isfinite(v) or v < 0:
-        raise ValueError(f"{owner}: {name} must be a finite number >= 0, got {value!r}. "
-                         f"Typical values are 1e-5 to 1e-2.")
-    return v
+    try:
+        return check_number(owner, name, value, minimum=0)
+    except ValueError as err:
+        raise ValueError(f"{err} Typical values are 1e-5 to 1e-2.") from None
 
 
 class Regularizer(Configurable):
@@ -68,14 +63,17 @@ def get(identifier):
     return registry.get(identifier)
 
 
+# The penalties are logged scalars: backend.item brings each one to the host (a counted crossing).
 def _l1_loss(w) -> float:
-    return float(xp.sum(xp.abs(w)))
+    xp = backend.xp
+    return backend.item(xp.sum(xp.abs(w)))
 
 
 def _l2_loss(w) -> float:
     # vdot flattens both arguments and sums the products without a temporary array.
+    xp = backend.xp
     w = xp.asarray(w)
-    return float(xp.vdot(w, w))
+    return backend.item(xp.vdot(w, w))
 
 
 @registry.register("l1")
@@ -93,7 +91,7 @@ class L1(Regularizer):
         return self.l1 * _l1_loss(w)
 
     def grad(self, w):
-        g = xp.sign(w)
+        g = backend.xp.sign(w)
         g *= self.l1
         return g
 
@@ -145,7 +143,7 @@ class L1L2(Regularizer):
         return total
 
     def grad(self, w):
-        g = xp.sign(w)
+        g = backend.xp.sign(w)
         g *= self.l1
         g += w * (2.0 * self.l2)
         return g

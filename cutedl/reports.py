@@ -8,7 +8,8 @@ curves of several runs (optimizers, early-stopping settings) in one PNG.
 Both are called again and again during training (a listener redraws after each validation), so
 they never touch ``matplotlib.pyplot``: each call builds its own ``Figure`` on an Agg canvas
 (headless, no global figure registry to leak into, no display needed), renders it to memory and
-replaces the file atomically, so a reader never sees half a PNG.
+replaces the file atomically, so a reader never sees half a PNG. matplotlib is imported inside
+the drawing functions, so importing this module (or cutedl) does not load it.
 """
 from __future__ import annotations
 
@@ -17,15 +18,15 @@ import math
 import numbers
 import os
 from collections.abc import Callable, Mapping, Sequence
-
-import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-from matplotlib.lines import Line2D
-from matplotlib.ticker import LogFormatter
-from matplotlib.transforms import blended_transform_factory
+from typing import TYPE_CHECKING
 
 from cutedl._io import atomic_write
+from cutedl._validate import check_number, is_number
+from cutedl.backend import np
+from cutedl.metrics import direction
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = ["fit_report", "compare_report"]
 
@@ -53,8 +54,6 @@ _STOP_COLOR = "tab:red"
 _RESTORED_COLOR = "tab:purple"
 _MARKERS_UP_TO = 40   # draw point markers on series this short, so one lonely check is visible
 
-_LOWER_IS_BETTER = ("loss", "mae", "mse", "error", "mape", "msle", "crossentropy", "hinge",
-                    "perplexity")
 
 
 # ---------------------------------------------------------------------------- public API
@@ -193,9 +192,10 @@ def _new_figure(n_panels: int, dpi, figsize, summary: str = ""):
 
     The default height grows so that a long ``summary`` (8 pt monospace lines) fits beside the panels.
     """
-    if isinstance(dpi, bool) or not isinstance(dpi, numbers.Real) or not dpi > 0 \
-            or not math.isfinite(dpi):
-        raise ValueError(f"Reports need a positive dpi, got {dpi!r}. Use e.g. dpi=100.")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    check_number("Reports", "dpi", dpi, minimum=0, low_open=True, what="a positive number (e.g. dpi=100)")
     if figsize is None:
         width, height = _figsize(n_panels)
         figsize = (width, max(height, _TOP + _SUMMARY_LINE * (summary.count("\n") + 1) + 0.4))
@@ -233,6 +233,8 @@ def _new_figure(n_panels: int, dpi, figsize, summary: str = ""):
 # ---------------------------------------------------------------------------- fit report
 def _fit_figure(history, title=None, panels=(), dpi=100, figsize=None) -> Figure:
     """Build (without writing) the fit-report figure; its ``axes`` are the panels in order."""
+    from matplotlib.ticker import LogFormatter
+
     keys = _layout(history)
     summary = _fit_summary(history)
     fig, axes, right = _new_figure(len(keys) + len(panels), dpi, figsize, summary)
@@ -331,6 +333,8 @@ def _epoch_axis(ax, history) -> None:
     Plain texts in a blended transform (x in data, y in axes units) cost a fraction of a
     ``secondary_xaxis``, which matters when the report is redrawn after every validation.
     """
+    from matplotlib.transforms import blended_transform_factory
+
     ticks, labels = _epoch_ticks(history)
     if not ticks:
         return
@@ -435,6 +439,8 @@ def _fit_summary(history) -> str:
 # ---------------------------------------------------------------------------- compare report
 def _compare_figure(histories, keys, title=None, dpi=100, figsize=None,
                     annotate_stops=True) -> Figure:
+    from matplotlib.lines import Line2D
+
     present = [k for k in keys if any(k in h.history for h in histories.values())]
     summary = _compare_summary(histories, present)
     fig, axes, right = _new_figure(max(1, len(present)), dpi, figsize, summary)
@@ -584,22 +590,8 @@ def _write_png(fig, path, dpi, who) -> None:
 
 
 def _direction(key: str) -> str:
-    """'min' when lower is better for ``key`` (``val_`` prefix allowed), else 'max'."""
-    base = key[4:] if key.startswith("val_") else key
-    try:
-        from cutedl.metrics import direction
-    except ImportError:
-        direction = None
-    if direction is not None:
-        for k in (key, base):
-            try:
-                d = direction(k)
-            except (ValueError, KeyError, TypeError):
-                continue
-            if d in ("min", "max"):
-                return d
-    low = base.lower()
-    return "min" if any(w in low for w in _LOWER_IS_BETTER) else "max"
+    """'min' when lower is better for ``key``, else 'max' (custom columns judged by their name)."""
+    return direction(key, guess=True)
 
 
 def _panel_of(monitor) -> str | None:
@@ -670,7 +662,7 @@ def _has_numbers(col) -> bool:
 
 def _num(v) -> float | None:
     """``v`` as a finite float, or None."""
-    if isinstance(v, bool) or not isinstance(v, numbers.Real):
+    if not is_number(v):
         return None
     v = float(v)
     return v if math.isfinite(v) else None

@@ -3,12 +3,15 @@
 Every random consumer (initializers, Dropout, Dataset shuffling) takes a ``seed`` argument; without
 one it draws its own child seed from the global generator when it is created. After
 ``cutedl.set_seed(n)``, building the same model and fitting it on the same data repeats bit for bit.
+Generators are NumPy ``Generator`` objects on the host (so a checkpoint can save their state);
+draws needed on the device go through :func:`cutedl.backend.uniform` and friends.
 """
 from __future__ import annotations
 
 import random
 
-import numpy as np
+from cutedl._validate import check_int
+from cutedl.backend import np
 
 _global = np.random.default_rng()
 
@@ -16,11 +19,10 @@ _global = np.random.default_rng()
 def set_seed(seed: int) -> None:
     """Seed cutedl's global generator (and Python's and NumPy's legacy ones) with ``seed``."""
     global _global
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"set_seed expects a non-negative integer, got {seed!r}.")
-    _global = np.random.default_rng(int(seed))
-    random.seed(int(seed))
-    np.random.seed(int(seed) % (2**32))
+    seed = check_int("set_seed", "seed", seed, minimum=0)
+    _global = np.random.default_rng(seed)
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
 
 
 def global_rng() -> np.random.Generator:
@@ -29,11 +31,14 @@ def global_rng() -> np.random.Generator:
 
 
 def make_rng(seed=None) -> np.random.Generator:
-    """A new generator: seeded by ``seed`` if given, else by a child seed of the global one."""
+    """A new generator: seeded by ``seed`` if given, else by a child seed of the global one.
+
+    A ``np.random.Generator`` passed as ``seed`` is returned as it is (shared, not copied).
+    """
     if seed is None:
         seed = int(_global.integers(0, 2**63 - 1))
     elif isinstance(seed, np.random.Generator):
         return seed
-    elif isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}.")
-    return np.random.default_rng(int(seed))
+    else:
+        seed = check_int("make_rng", "seed", seed, minimum=0, what="a non-negative integer or None")
+    return np.random.default_rng(seed)

@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
 from cutedl._registry import Configurable, Registry
+from cutedl._validate import check_bool, check_int, check_number
 
 
 class LearningRateSchedule(Configurable):
@@ -48,33 +47,8 @@ def deserialize(config: dict) -> LearningRateSchedule:
     return registry.deserialize(config)
 
 
-def _number(who: str, name: str, value, *, low: float | None = 0.0, low_open: bool = False,
-            high: float | None = None) -> float:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{who}: {name} must be a number, got {value!r} of type {type(value).__name__}.")
-    v = float(value)
-    bad = not math.isfinite(v)
-    if low is not None:
-        bad = bad or (v <= low if low_open else v < low)
-    if high is not None:
-        bad = bad or v > high
-    if bad:
-        rng = "" if low is None else f" {'>' if low_open else '>='} {low:g}"
-        rng += "" if high is None else f" and <= {high:g}"
-        raise ValueError(f"{who}: {name} must be a finite number{rng}, got {value!r}.")
-    return v
-
-
-def _count(who: str, name: str, value, low: int = 1) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ValueError(f"{who}: {name} must be an integer >= {low}, got {value!r}.")
-    return int(value)
-
-
 def _step(who: str, step) -> int:
-    if isinstance(step, (bool, np.bool_)) or not isinstance(step, (int, np.integer)) or step < 0:
-        raise ValueError(f"{who}: the step must be an integer >= 0, got {step!r}.")
-    return int(step)
+    return check_int(who, "step", step, minimum=0)
 
 
 @registry.register("step_decay", "step")
@@ -95,9 +69,9 @@ class StepDecay(LearningRateSchedule):
 
     def __init__(self, initial_lr: float, decay_steps: int, decay_rate: float = 0.5):
         who = type(self).__name__
-        self.initial_lr = _number(who, "initial_lr", initial_lr)
-        self.decay_steps = _count(who, "decay_steps", decay_steps)
-        self.decay_rate = _number(who, "decay_rate", decay_rate, high=1.0)
+        self.initial_lr = check_number(who, "initial_lr", initial_lr, minimum=0)
+        self.decay_steps = check_int(who, "decay_steps", decay_steps, minimum=1)
+        self.decay_rate = check_number(who, "decay_rate", decay_rate, minimum=0, maximum=1)
 
     def __call__(self, step: int) -> float:
         step = _step(type(self).__name__, step)
@@ -122,12 +96,10 @@ class ExponentialDecay(LearningRateSchedule):
 
     def __init__(self, initial_lr: float, decay_steps: int, decay_rate: float, staircase: bool = False):
         who = type(self).__name__
-        self.initial_lr = _number(who, "initial_lr", initial_lr)
-        self.decay_steps = _count(who, "decay_steps", decay_steps)
-        self.decay_rate = _number(who, "decay_rate", decay_rate, low_open=True)
-        if not isinstance(staircase, (bool, np.bool_)):
-            raise TypeError(f"{who}: staircase must be True or False, got {staircase!r}.")
-        self.staircase = bool(staircase)
+        self.initial_lr = check_number(who, "initial_lr", initial_lr, minimum=0)
+        self.decay_steps = check_int(who, "decay_steps", decay_steps, minimum=1)
+        self.decay_rate = check_number(who, "decay_rate", decay_rate, minimum=0, low_open=True)
+        self.staircase = check_bool(who, "staircase", staircase)
 
     def __call__(self, step: int) -> float:
         step = _step(type(self).__name__, step)
@@ -164,10 +136,10 @@ class PiecewiseConstantDecay(LearningRateSchedule):
         if len(values) != len(boundaries) + 1:
             raise ValueError(f"{who}: values must have one more entry than boundaries, got "
                              f"{len(boundaries)} boundaries and {len(values)} values.")
-        self.boundaries = [_count(who, "each boundary", b, low=0) for b in boundaries]
+        self.boundaries = [check_int(who, "each boundary", b, minimum=0) for b in boundaries]
         if any(b >= c for b, c in zip(self.boundaries, self.boundaries[1:])):
             raise ValueError(f"{who}: boundaries must be strictly increasing, got {self.boundaries}.")
-        self.values = [_number(who, "each value", v) for v in values]
+        self.values = [check_number(who, "each value", v, minimum=0) for v in values]
 
     def __call__(self, step: int) -> float:
         step = _step(type(self).__name__, step)
@@ -209,11 +181,11 @@ class CosineDecay(LearningRateSchedule):
     def __init__(self, initial_lr: float, decay_steps: int, alpha: float = 0.0, warmup_steps: int = 0,
                  warmup_target: float | None = None):
         who = type(self).__name__
-        self.initial_lr = _number(who, "initial_lr", initial_lr)
-        self.decay_steps = _count(who, "decay_steps", decay_steps)
-        self.alpha = _number(who, "alpha", alpha, high=1.0)
-        self.warmup_steps = _count(who, "warmup_steps", warmup_steps, low=0)
-        self.warmup_target = None if warmup_target is None else _number(who, "warmup_target", warmup_target)
+        self.initial_lr = check_number(who, "initial_lr", initial_lr, minimum=0)
+        self.decay_steps = check_int(who, "decay_steps", decay_steps, minimum=1)
+        self.alpha = check_number(who, "alpha", alpha, minimum=0, maximum=1)
+        self.warmup_steps = check_int(who, "warmup_steps", warmup_steps, minimum=0)
+        self.warmup_target = check_number(who, "warmup_target", warmup_target, minimum=0, allow_none=True)
 
     def __call__(self, step: int) -> float:
         step = _step(type(self).__name__, step)

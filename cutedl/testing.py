@@ -6,18 +6,24 @@
 For a layer the scalar checked is ``L = sum(forward(x) * r)`` for a fixed random ``r``; its
 analytic gradients come from ``backward(r)`` and are compared with
 ``(L(v + eps) - L(v - eps)) / (2 eps)`` for every element of ``x`` and of every parameter.
+
+Random inputs and weights ``r`` are drawn on the host and copied to the device once; the
+perturbations happen in place on the device arrays and only the scalar ``L`` and the analytic
+gradients come back to the host, where the comparison is made.
 """
 from __future__ import annotations
 
-import numpy as np
+from cutedl import backend
+from cutedl.backend import np
 
 
 class GradientCheckError(AssertionError):
     """Raised when an analytic gradient disagrees with the numerical one."""
 
 
-def numerical_gradient(f, v: np.ndarray, eps: float = 1e-6) -> np.ndarray:
-    """dF/dv by central differences; ``f()`` reads ``v``, which is perturbed in place and restored."""
+def numerical_gradient(f, v, eps: float = 1e-6) -> np.ndarray:
+    """dF/dv (a host float64 array) by central differences; ``f()`` reads ``v`` (a host or device
+    array), which is perturbed in place and restored."""
     g = np.zeros_like(v, dtype=np.float64)
     flat = v.reshape(-1)  # a view: writing it perturbs v
     gflat = g.reshape(-1)
@@ -33,6 +39,8 @@ def numerical_gradient(f, v: np.ndarray, eps: float = 1e-6) -> np.ndarray:
 
 
 def _compare(what: str, analytic, numeric, rtol: float, atol: float) -> float:
+    if backend.is_array(analytic):
+        analytic = backend.to_host(analytic)
     analytic = np.asarray(analytic, dtype=np.float64)
     if analytic.shape != numeric.shape:
         raise GradientCheckError(f"{what}: analytic gradient has shape {analytic.shape}, expected {numeric.shape}.")
@@ -87,24 +95,25 @@ def check_gradients(target, x=None, inshape=None, y=None, batch_size: int = 3, t
     if isinstance(target, Loss):
         if y is None:
             raise ValueError("check_gradients on a loss needs targets y.")
-        x = np.array(x, dtype=np.float64)
+        x = backend.asarray(np.array(x, dtype=np.float64))
 
         def f():
             return float(target(y, x))
 
         target(y, x)
         analytic = target.backward()
-        return {"input": _compare(f"{type(target).__name__} input", analytic, numerical_gradient(f, x, eps), rtol, atol)}
+        numeric = numerical_gradient(f, x, eps)
+        return {"input": _compare(f"{type(target).__name__} input", analytic, numeric, rtol, atol)}
 
     if not isinstance(target, Layer):
         act = activations.get(target)
         if x is None:
             x = rs.standard_normal((batch_size,) + tuple(inshape or (5,)))
-        x = np.array(x, dtype=np.float64)
-        r = rs.standard_normal(act.forward(x).shape)
+        x = backend.asarray(np.array(x, dtype=np.float64))
+        r = backend.asarray(rs.standard_normal(act.forward(x).shape))
 
         def f():
-            return float(np.sum(act.forward(x) * r))
+            return float(backend.xp.sum(act.forward(x) * r))
 
         yv = act.forward(x)
         analytic = act.backward(x, yv, r)
@@ -120,6 +129,7 @@ def check_gradients(target, x=None, inshape=None, y=None, batch_size: int = 3, t
         high = getattr(layer, "integer_input", None)  # e.g. Embedding: indices in [0, high)
         shape = (batch_size,) + tuple(layer.inshape)
         x = rs.standard_normal(shape) if high is None else rs.integers(0, high, shape)
+    x = backend.asarray(x)
     gen = getattr(layer, "_rng", None)
     state = gen.bit_generator.state if gen is not None else None
 
@@ -129,14 +139,14 @@ def check_gradients(target, x=None, inshape=None, y=None, batch_size: int = 3, t
         return layer.forward(x, training=training)
 
     out = fwd()
-    r = rs.standard_normal(out.shape)
+    r = backend.asarray(rs.standard_normal(out.shape))
 
     def f():
-        return float(np.sum(fwd() * r))
+        return float(backend.xp.sum(fwd() * r))
 
     fwd()
     dx = layer.backward(r)
-    grads = {p.name: None if p.grad is None else np.array(p.grad, dtype=np.float64) for p in layer.params}
+    grads = {p.name: None if p.grad is None else backend.to_host(p.grad).astype(np.float64) for p in layer.params}
     report = {}
     if x.dtype.kind == "f":
         report["input"] = _compare(f"layer {layer.describe()} input", dx, numerical_gradient(f, x, eps), rtol, atol)

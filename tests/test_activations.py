@@ -263,8 +263,8 @@ def test_serialize_default_options_gives_name():
 
 
 @pytest.mark.parametrize("bad, err, match", [
-    (dict(negative_slope=-0.1), ValueError, "negative_slope must be >= 0"),
-    (dict(negative_slope="big"), TypeError, "negative_slope must be a number"),
+    (dict(negative_slope=-0.1), ValueError, "negative_slope must be a finite number >= 0, got -0.1. Use a slope"),
+    (dict(negative_slope="big"), TypeError, "negative_slope must be a finite number >= 0, got str"),
     (dict(negative_slope=float("nan")), ValueError, "finite"),
 ])
 def test_leaky_relu_bad_options(bad, err, match):
@@ -277,7 +277,7 @@ def test_other_bad_options():
         activations.GELU(approximate="yes")
     with pytest.raises(TypeError, match="axis must be an int"):
         activations.Softmax(axis=1.0)
-    with pytest.raises(TypeError, match="alpha must be a number"):
+    with pytest.raises(TypeError, match="alpha must be a finite number, got NoneType None"):
         activations.ELU(alpha=None)
 
 

@@ -213,16 +213,16 @@ def test_unknown_name_lists_valid_names():
 
 
 @pytest.mark.parametrize("make, err, match", [
-    (lambda: initializers.RandomNormal(stddev=-1.0), ValueError, "stddev must be >= 0"),
-    (lambda: initializers.TruncatedNormal(stddev=-0.1), ValueError, "stddev must be >= 0"),
+    (lambda: initializers.RandomNormal(stddev=-1.0), ValueError, "stddev must be a finite number >= 0"),
+    (lambda: initializers.TruncatedNormal(stddev=-0.1), ValueError, "stddev must be a finite number >= 0"),
     (lambda: initializers.RandomUniform(minval=1.0, maxval=1.0), ValueError, "minval must be < maxval"),
     (lambda: initializers.RandomUniform(minval=2.0, maxval=1.0), ValueError, "minval must be < maxval"),
-    (lambda: initializers.VarianceScaling(scale=0.0), ValueError, "scale must be > 0"),
+    (lambda: initializers.VarianceScaling(scale=0.0), ValueError, "scale must be a finite number > 0"),
     (lambda: initializers.VarianceScaling(mode="fan_sum"), ValueError, "mode must be one of"),
     (lambda: initializers.VarianceScaling(distribution="cauchy"), ValueError, "distribution must be one of"),
-    (lambda: initializers.Constant("x"), TypeError, "value must be a number"),
-    (lambda: initializers.GlorotUniform(seed=-1), ValueError, "seed must be >= 0"),
-    (lambda: initializers.GlorotUniform(seed="a"), TypeError, "seed must be None or an int"),
+    (lambda: initializers.Constant("x"), TypeError, "value must be a finite number, got str"),
+    (lambda: initializers.GlorotUniform(seed=-1), ValueError, "seed must be None or an int >= 0, got -1"),
+    (lambda: initializers.GlorotUniform(seed="a"), TypeError, "seed must be None or an int >= 0, got str"),
     (lambda: initializers.Orthogonal(gain=float("inf")), ValueError, "gain must be a finite number"),
 ])
 def test_invalid_arguments(make, err, match):

@@ -50,9 +50,10 @@ def test_dense_on_images_hints_flatten():
         d.forward(np.zeros((2, 28, 28), np.float32))
 
 
-@pytest.mark.parametrize("units", [0, -3, 2.5, "10", True])
-def test_dense_bad_units(units):
-    with pytest.raises(ValueError, match="units must be a positive integer"):
+@pytest.mark.parametrize("units, err", [(0, ValueError), (-3, ValueError), (2.5, ValueError),
+                                        ("10", TypeError), (True, TypeError)])
+def test_dense_bad_units(units, err):
+    with pytest.raises(err, match="units must be a positive integer"):
         layers.Dense(units)
 
 

@@ -417,7 +417,7 @@ def test_errors():
         Model([layers.LSTM(3, inshape=(10,))]).assemble()
     with pytest.raises(ValueError, match="units must be a positive integer"):
         layers.GRU(0)
-    with pytest.raises(ValueError, match=r"dropout is the fraction dropped and must be in \[0, 1\)"):
+    with pytest.raises(ValueError, match=r"LSTM: dropout must be a number in \[0, 1\) \(the fraction dropped\), got 1.0"):
         layers.LSTM(3, dropout=1.0)
     with pytest.raises(TypeError, match="recurrent_dropout must be a number"):
         layers.SimpleRNN(3, recurrent_dropout="a lot")

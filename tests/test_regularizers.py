@@ -98,7 +98,7 @@ def test_unknown_name_lists_valid_names():
     (lambda: L1L2(l1=0.1, l2=-0.1), ValueError, "L1L2: l2 must be"),
     (lambda: L1L2(l1=-0.1), ValueError, "L1L2: l1 must be"),
     (lambda: L2(float("nan")), ValueError, "finite"),
-    (lambda: L2("0.1"), TypeError, "l2 must be a number"),
+    (lambda: L2("0.1"), TypeError, "l2 must be a finite number >= 0, got str"),
 ])
 def test_invalid_factors(make, err, match):
     with pytest.raises(err, match=match):

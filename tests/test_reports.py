@@ -264,7 +264,7 @@ def test_bad_arguments_raise_teaching_errors(tmp_path):
         fit_report(make_history(), tmp_path / "r.png", panels=[("t", "not callable")])
     with pytest.raises(TypeError, match="file path"):
         fit_report(make_history(), 123)
-    with pytest.raises(ValueError, match="positive dpi"):
+    with pytest.raises(ValueError, match=r"Reports: dpi must be a positive number \(e.g. dpi=100\), got 0"):
         fit_report(make_history(), tmp_path / "r.png", dpi=0)
 
 

@@ -41,9 +41,9 @@ def test_cosine_decay_without_and_with_warmup():
 @pytest.mark.parametrize("make, match", [
     (lambda: StepDecay(0.1, 0), "decay_steps must be an integer >= 1"),
     (lambda: StepDecay(-0.1, 10), "initial_lr must be a finite number >= 0"),
-    (lambda: StepDecay(0.1, 10, decay_rate=2.0), "decay_rate must be a finite number >= 0 and <= 1"),
+    (lambda: StepDecay(0.1, 10, decay_rate=2.0), r"decay_rate must be a finite number in \[0, 1\], got 2.0"),
     (lambda: ExponentialDecay(0.1, 10, 0.0), "decay_rate must be a finite number > 0"),
-    (lambda: ExponentialDecay("0.1", 10, 0.5), "initial_lr must be a number"),
+    (lambda: ExponentialDecay("0.1", 10, 0.5), "initial_lr must be a finite number >= 0, got str '0.1'"),
     (lambda: PiecewiseConstantDecay([5, 2], [1, 2, 3]), "strictly increasing"),
     (lambda: PiecewiseConstantDecay([5], [1]), "one more entry than boundaries"),
     (lambda: CosineDecay(0.1, 10, alpha=1.5), "alpha must be"),

@@ -5,26 +5,13 @@
     >>> x = datasets.normalize(x_train.reshape(len(x_train), -1))   # float32 (60000, 784) in [0, 1]
     >>> y = datasets.one_hot(y_train, 10)                           # float32 (60000, 10)
 
-Modules: ``mnist``, ``fashion_mnist`` (``load_data()``), ``idx`` (the IDX file format),
-``cache`` (where files are searched for and downloaded: ``$CUTEDL_DATA_DIR``, the repository's
-``datasets/``, ``$CUTEDL_CACHE_DIR`` or ``~/.cache/cutedl``, mirrors).
+Modules: ``mnist``, ``fashion_mnist``, ``cifar10``, ``imdb`` (``load_data()``), ``idx`` (the IDX
+file format), ``cache`` (where files are searched for and downloaded: ``$CUTEDL_DATA_DIR``, the
+repository's ``datasets/``, ``$CUTEDL_CACHE_DIR`` or ``~/.cache/cutedl``, mirrors).
 """
-from cutedl.datasets import cache, fashion_mnist, idx, mnist
+from cutedl.datasets import cache, cifar10, fashion_mnist, idx, imdb, mnist
 from cutedl.datasets.cache import Checksum, DatasetSource, DownloadError
 from cutedl.datasets.utils import normalize, one_hot
 
-__all__ = ["mnist", "fashion_mnist", "idx", "cache", "normalize", "one_hot", "Checksum",
+__all__ = ["mnist", "fashion_mnist", "cifar10", "imdb", "idx", "cache", "normalize", "one_hot", "Checksum",
            "DatasetSource", "DownloadError"]
-
-# ---- CIFAR-10 (issue 3) ----
-from cutedl.datasets import cifar10  # noqa: E402
-
-__all__ += ["cifar10"]
-# ---- end of CIFAR-10 ----
-
-
-# ---- IMDB (issue 4) ----
-from cutedl.datasets import imdb  # noqa: E402
-
-__all__ += ["imdb"]
-# ---- end of IMDB ----

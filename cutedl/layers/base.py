@@ -35,7 +35,8 @@ import inspect
 import re
 
 from cutedl import backend
-from cutedl.backend import xp
+from cutedl._registry import Registry
+from cutedl._validate import check_bool, check_shape
 
 _name_counts: collections.Counter = collections.Counter()
 
@@ -65,7 +66,7 @@ def no_grad():
         _GRAD_ENABLED = previous
 
 
-def _snake(name: str) -> str:
+def snake_case(name: str) -> str:
     """'BatchNormalization' -> 'batch_normalization'; a digit binds to its word: 'Conv2D' -> 'conv2d'."""
     s = re.sub(r"(?<=[a-z])([A-Z])", r"_\1", name)
     s = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", s)
@@ -120,7 +121,7 @@ class Param:
         return f"Param({self.name!r}, shape={self.shape}, dtype={self.dtype}{flag})"
 
 
-def _fmt_shape(shape) -> str:
+def fmt_shape(shape) -> str:
     return "(batch, " + ", ".join("?" if d is None else str(d) for d in shape) + ")" if shape else "(batch,)"
 
 
@@ -153,7 +154,7 @@ class Layer:
             raise ValueError(f"Layer name must be a non-empty string without '/', got {name!r}.")
         self.inshape = _as_shape(inshape, type(self).__name__) if inshape is not None else None
         self.name = name
-        self.trainable = bool(trainable)
+        self.trainable = check_bool(type(self).__name__, "trainable", trainable)
         self.dtype = backend.resolve_dtype(dtype)
         self.outshape = None
         self.built = False
@@ -175,11 +176,11 @@ class Layer:
         if self.inshape is not None and not _shapes_match(self.inshape, inshape):
             raise ValueError(
                 f"Layer {self.describe()} was created with inshape={self.inshape} but receives "
-                f"input of shape {_fmt_shape(inshape)} from the previous layer. Remove the "
+                f"input of shape {fmt_shape(inshape)} from the previous layer. Remove the "
                 f"inshape argument or fix the previous layer."
             )
         if self.name is None:
-            self.name = unique_name(_snake(type(self).__name__))
+            self.name = unique_name(snake_case(type(self).__name__))
         self._params = []
         self.inshape = inshape
         self.build(inshape)
@@ -194,9 +195,11 @@ class Layer:
         from cutedl import initializers, regularizers
 
         init = initializers.get(initializer)
-        # C order always: some initializers (Orthogonal of a wide matrix) return a transposed
-        # view, and in-place updates through reshape(-1) views must reach the parameter itself.
-        value = xp.ascontiguousarray(init(tuple(shape), dtype=self.dtype), dtype=self.dtype)
+        # Initializers draw on the host; the param lives on the device. C order always: some
+        # initializers (Orthogonal of a wide matrix) return a transposed view, and in-place updates
+        # through reshape(-1) views must reach the parameter itself.
+        value = backend.xp.ascontiguousarray(backend.asarray(init(tuple(shape), dtype=self.dtype)),
+                                             dtype=self.dtype)
         reg = regularizers.get(regularizer) if regularizer is not None else None
         p = Param(f"{self.name}/{name}", value, trainable=trainable and self.trainable, regularizer=reg)
         self._params.append(p)
@@ -244,7 +247,7 @@ class Layer:
             if len(shape) > len(self.inshape) + 1 and len(self.inshape) == 1:
                 hint = " Did you forget Flatten()?"
             raise ValueError(
-                f"Layer {self.describe()} expected input of shape {_fmt_shape(self.inshape)}, "
+                f"Layer {self.describe()} expected input of shape {fmt_shape(self.inshape)}, "
                 f"got {tuple(shape)}.{hint}"
             )
 
@@ -297,16 +300,8 @@ def forward_takes_mask(layer) -> bool:
 
 
 def _as_shape(shape, who) -> tuple:
-    if isinstance(shape, (int,)) and not isinstance(shape, bool):
-        shape = (shape,)
-    try:
-        shape = tuple(shape)
-    except TypeError:
-        raise TypeError(f"{who}: inshape must be an int or a tuple of ints, got {shape!r}.") from None
-    for d in shape:
-        if d is not None and (isinstance(d, bool) or not hasattr(d, "__index__") or int(d) <= 0):
-            raise ValueError(f"{who}: inshape must hold positive ints (or None), got {shape!r}.")
-    return tuple(None if d is None else int(d) for d in shape)
+    """``inshape`` (an int or a tuple of positive ints; None for a free length) as a tuple."""
+    return check_shape(who, "inshape", shape, allow_none_dims=True)
 
 
 def _shapes_match(expected, actual) -> bool:
@@ -315,7 +310,8 @@ def _shapes_match(expected, actual) -> bool:
     return all(e is None or a is None or e == a for e, a in zip(expected, actual))
 
 
-from cutedl._registry import Registry  # noqa: E402  (after Layer is defined)
-
 #: Every layer class, by class name; Model.load only creates layers found here.
 registry = Registry("layer", Layer)
+
+
+_fmt_shape = fmt_shape  # old private name, still imported by normalization.py until it moves to fmt_shape

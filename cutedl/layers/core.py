@@ -1,17 +1,22 @@
-"""Core layers: Dense, Dropout, Flatten, Reshape, Activation."""
+"""Core layers: Dense, Dropout, Flatten, Reshape, Activation.
+
+The layers every model uses: a fully connected layer with an optional fused activation, dropout
+(its mask drawn on the device from the layer's own generator), the two shape layers and an
+activation as a layer of its own. Shared argument checks live in :mod:`cutedl.layers._args`.
+"""
 from __future__ import annotations
 
 import math
 
-from cutedl import activations, initializers, regularizers, rng
-from cutedl.backend import xp
+from cutedl import activations, backend, rng
+from cutedl._validate import check_bool, is_int
+from cutedl.layers._args import check_rate, check_units, serialize_regularizer, set_weight_args, weight_args_config
 from cutedl.layers.base import Layer, registry
 
-
-def _check_units(who: str, arg: str, value) -> int:
-    if isinstance(value, bool) or not hasattr(value, "__index__") or int(value) <= 0:
-        raise ValueError(f"{who}: {arg} must be a positive integer, got {value!r}.")
-    return int(value)
+# kept for modules not yet moved to _args
+_check_units = check_units
+_check_rate = check_rate
+_ser_reg = serialize_regularizer
 
 
 @registry.register("Dense")
@@ -36,13 +41,11 @@ class Dense(Layer):
                  kernel_initializer="glorot_uniform", bias_initializer="zeros",
                  kernel_regularizer=None, bias_regularizer=None, **kwargs):
         super().__init__(**kwargs)
-        self.units = _check_units("Dense", "units", units)
+        self.units = check_units("Dense", "units", units)
         self._set_activation(activation)
-        self.use_bias = bool(use_bias)
-        self.kernel_initializer = initializers.get(kernel_initializer)
-        self.bias_initializer = initializers.get(bias_initializer)
-        self.kernel_regularizer = regularizers.get(kernel_regularizer)
-        self.bias_regularizer = regularizers.get(bias_regularizer)
+        self.use_bias = check_bool("Dense", "use_bias", use_bias)
+        set_weight_args(self, kernel=(kernel_initializer, kernel_regularizer),
+                        bias=(bias_initializer, bias_regularizer))
 
     def build(self, inshape):
         if inshape[-1] is None:
@@ -67,6 +70,7 @@ class Dense(Layer):
         return self._activate(z)
 
     def backward(self, grad):
+        xp = backend.xp
         g = self._activate_backward(grad)
         x = self._x
         g2 = g.reshape(-1, self.units)  # (n, units)
@@ -86,27 +90,9 @@ class Dense(Layer):
     def get_config(self):
         cfg = super().get_config()
         cfg.update(units=self.units, activation=activations.serialize(self.activation),
-                   use_bias=self.use_bias,
-                   kernel_initializer=initializers.registry.serialize(self.kernel_initializer),
-                   bias_initializer=initializers.registry.serialize(self.bias_initializer),
-                   kernel_regularizer=_ser_reg(self.kernel_regularizer),
-                   bias_regularizer=_ser_reg(self.bias_regularizer))
+                   use_bias=self.use_bias)
+        cfg.update(weight_args_config(self, "kernel", "bias"))
         return cfg
-
-
-def _check_rate(who: str, arg: str, value) -> float:
-    """A dropout fraction in [0, 1) as a float, or a teaching error."""
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{who}: {arg} must be a number in [0, 1), got {value!r}.") from None
-    if not 0.0 <= value < 1.0:
-        raise ValueError(f"{who}: {arg} is the fraction dropped and must be in [0, 1), got {value}.")
-    return value
-
-
-def _ser_reg(reg):
-    return None if reg is None else regularizers.registry.serialize(reg)
 
 
 @registry.register("Dropout")
@@ -126,7 +112,7 @@ class Dropout(Layer):
 
     def __init__(self, rate: float, seed=None, **kwargs):
         super().__init__(**kwargs)
-        self.rate = _check_rate("Dropout", "rate", rate)
+        self.rate = check_rate("Dropout", "rate", rate)
         self.seed = seed
         self._rng = rng.make_rng(seed)
 
@@ -135,8 +121,9 @@ class Dropout(Layer):
         if not training or self.rate == 0.0:
             self._mask = None
             return x
+        xp = backend.xp
         # float32 uniforms keep the whole op in the input's dtype
-        u = self._rng.random(x.shape, dtype=xp.float32 if x.dtype == xp.float32 else xp.float64)
+        u = backend.uniform(self._rng, x.shape, "float32" if x.dtype == xp.float32 else "float64")
         self._mask = u >= self.rate  # bool (batch, ...)
         y = xp.multiply(x, self._mask, dtype=x.dtype)
         y *= x.dtype.type(1.0 / (1.0 - self.rate))
@@ -145,7 +132,7 @@ class Dropout(Layer):
     def backward(self, grad):
         if self._mask is None:
             return grad
-        dx = xp.multiply(grad, self._mask, dtype=grad.dtype)
+        dx = backend.xp.multiply(grad, self._mask, dtype=grad.dtype)
         dx *= grad.dtype.type(1.0 / (1.0 - self.rate))
         return dx
 
@@ -167,7 +154,8 @@ class Flatten(Layer):
     def forward(self, x, training=False):
         self.check_input(x)
         self._shape = x.shape
-        return x.reshape((x.shape[0],) + self.outshape)  # (batch, d1, d2, ...) -> (batch, d1*d2*...); an empty batch too
+        # (batch, d1, d2, ...) -> (batch, d1*d2*...); an empty batch too
+        return x.reshape((x.shape[0],) + self.outshape)
 
     def backward(self, grad):
         return grad.reshape(self._shape)
@@ -182,10 +170,15 @@ class Reshape(Layer):
 
     def __init__(self, target_shape, **kwargs):
         super().__init__(**kwargs)
+        dims = (target_shape,) if is_int(target_shape) else target_shape
         try:
-            target = tuple(int(d) for d in (target_shape if hasattr(target_shape, "__iter__") else (target_shape,)))
-        except (TypeError, ValueError):
-            raise TypeError(f"Reshape: target_shape must be a tuple of ints, got {target_shape!r}.") from None
+            target = tuple(dims)
+        except TypeError:
+            target = None
+        if target is None or not all(is_int(d) for d in target):
+            raise TypeError(f"Reshape: target_shape must be a tuple of ints, got {type(target_shape).__name__} "
+                            f"{target_shape!r}.")
+        target = tuple(int(d) for d in target)
         if sum(d == -1 for d in target) > 1 or any(d == 0 or d < -1 for d in target):
             raise ValueError(f"Reshape: target_shape must hold positive ints and at most one -1, got {target}.")
         self.target_shape = target

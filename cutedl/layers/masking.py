@@ -1,9 +1,12 @@
-"""Masking: mark padded time steps of a float sequence so that later layers skip them."""
+"""Masking: mark padded time steps of a float sequence so that later layers skip them.
+
+The layer that creates a mask from the data itself (steps whose features all equal
+``mask_value``); see :mod:`cutedl.layers.base` for how masks travel through a model.
+"""
 from __future__ import annotations
 
-import math
-
-from cutedl.backend import xp
+from cutedl import backend
+from cutedl._validate import check_number
 from cutedl.layers.base import Layer, registry
 
 
@@ -25,13 +28,9 @@ class Masking(Layer):
 
     def __init__(self, mask_value: float = 0.0, **kwargs):
         super().__init__(**kwargs)
-        try:
-            self.mask_value = float(mask_value)
-        except (TypeError, ValueError):
-            raise TypeError(f"Masking: mask_value must be a number, got {mask_value!r}.") from None
-        if math.isnan(self.mask_value):
-            raise ValueError("Masking: mask_value must not be NaN (NaN never equals itself, so nothing "
-                             "would be masked).")
+        # inf is a valid padding value; NaN is not (it never equals itself, so nothing would be masked)
+        self.mask_value = check_number("Masking", "mask_value", mask_value, finite=False,
+                                       what="a number, not NaN (NaN never equals itself)")
 
     def build(self, inshape):
         if len(inshape) < 2:
@@ -55,7 +54,7 @@ class Masking(Layer):
 
     def _zero_masked(self, a):
         keep = self._keep.reshape(self._keep.shape + (1,) * (a.ndim - 2))
-        return xp.multiply(a, keep, dtype=a.dtype)
+        return backend.xp.multiply(a, keep, dtype=a.dtype)
 
     def get_config(self):
         cfg = super().get_config()

@@ -1,7 +1,12 @@
-"""Layer wrappers: Bidirectional (an RNN read both ways) and TimeDistributed (a layer per time step)."""
+"""Layer wrappers: Bidirectional (an RNN read both ways) and TimeDistributed (a layer per time step).
+
+A wrapper owns fresh copies of the layer it wraps (built from the template's config), exposes
+their params under its own name and shares one random generator among them.
+"""
 from __future__ import annotations
 
-from cutedl.backend import xp
+from cutedl import backend
+from cutedl._validate import check_choice
 from cutedl.layers.base import Layer, forward_takes_mask, registry
 
 MERGE_MODES = ("concat", "sum", "mul", "ave", None)
@@ -116,9 +121,7 @@ class Bidirectional(Wrapper):
         if getattr(layer, "return_state", False):
             raise ValueError("Bidirectional does not support return_state=True on the wrapped layer; use "
                              "return_state=False and read forward_layer.states / backward_layer.states.")
-        if merge_mode not in MERGE_MODES:
-            raise ValueError(f"Bidirectional: merge_mode must be one of {MERGE_MODES}, got {merge_mode!r}.")
-        self.merge_mode = merge_mode
+        self.merge_mode = check_choice("Bidirectional", "merge_mode", merge_mode, MERGE_MODES)
         self.forward_layer = None
         self.backward_layer = None
 
@@ -153,7 +156,7 @@ class Bidirectional(Wrapper):
         self._yf, self._yb = yf, yb
         mode = self.merge_mode
         if mode == "concat":
-            return xp.concatenate([yf, yb], axis=-1)
+            return backend.xp.concatenate([yf, yb], axis=-1)
         if mode == "sum":
             return yf + yb
         if mode == "mul":
@@ -165,6 +168,7 @@ class Bidirectional(Wrapper):
         return [yf, yb.copy()]
 
     def backward(self, grad):
+        xp = backend.xp
         mode = self.merge_mode
         if mode is None:
             if not isinstance(grad, (list, tuple)) or len(grad) != 2:
