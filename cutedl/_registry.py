@@ -28,8 +28,15 @@ class Registry:
 
     def register(self, name: str, *aliases: str):
         """Class decorator: register under ``name`` (the canonical name) and ``aliases``."""
+        for n in (name,) + aliases:
+            if not isinstance(n, str) or not n:
+                raise TypeError(f"{self.kind} registry: register takes the name(s) to register under, as in "
+                                f"@registry.register('MyClass'); got {n!r}.")
 
         def deco(cls):
+            if self.base is not None and not (isinstance(cls, type) and issubclass(cls, self.base)):
+                raise TypeError(f"{self.kind} registry: only {self.base.__name__} subclasses can be registered, "
+                                f"got {cls!r}.")
             for n in (name,) + aliases:
                 k = normalize_name(n)
                 if k in self._classes and self._classes[k] is not cls:

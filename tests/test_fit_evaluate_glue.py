@@ -88,7 +88,7 @@ def test_model_fit_is_the_session_fit_with_keras_names():
     for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
         assert ha[key] == hb[key]
     # one validation batch of 8 samples, not all 20
-    assert ha["val_loss"][-1] == pytest.approx(a.evaluate(xv[:8], yv[:8])["loss"], rel=1e-6)
+    assert ha["val_loss"][-1] == pytest.approx(a.evaluate(xv[:8], yv[:8], return_dict=True)["loss"], rel=1e-6)
     assert a.evaluate(xv, yv, batch_size=8, steps=1) == pytest.approx(a.evaluate(xv[:8], yv[:8]), rel=1e-6)
     for w in a.get_weights():
         assert any(np.array_equal(w, v) for v in b.get_weights())

@@ -205,8 +205,12 @@ def test_keras_style_compile_fit_evaluate():
     m.compile(loss="categorical_crossentropy", optimizer=optimizers.Adam(0.01), metrics=["accuracy"])
     h = m.fit(x, y, batch_size=16, epochs=10, validation_split=0.25, verbose=0)
     assert "val_accuracy" in h.history
-    res = m.evaluate(x, y)
+    res = m.evaluate(x, y, return_dict=True)
     assert set(res) == {"loss", "accuracy"} and res["accuracy"] > 0.9
+    loss, acc = m.evaluate(x, y)  # Keras: a list [loss, metrics...] without return_dict
+    assert (loss, acc) == (res["loss"], res["accuracy"])
+    m.compile(loss="categorical_crossentropy")
+    assert m.evaluate(x, y) == pytest.approx(res["loss"], rel=1e-6)  # no metrics: the loss alone
 
 
 def test_fit_before_compile():

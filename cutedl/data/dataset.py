@@ -37,21 +37,20 @@ class Dataset:
 
     def __init__(self, x, y=None, batch_size: int = 32, shuffle: bool = True,
                  drop_remainder: bool = False, seed=None, transform=None):
-        x = data_array(x, "x")
+        x = data_arrays(x, "x")
         if y is not None:
-            y = data_array(y, "y")
-            if len(x) != len(y):
-                raise ValueError(f"Dataset: x and y must have the same length, got {len(x)} inputs and "
-                                 f"{len(y)} labels. Check that they come from the same split.")
+            y = data_arrays(y, "y")
+            if rows(x) != rows(y):
+                raise ValueError(f"Dataset: x and y must have the same length, got {rows(x)} inputs and "
+                                 f"{rows(y)} labels. Check that they come from the same split.")
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
             raise ValueError(f"Dataset: batch_size must be a positive integer, got {batch_size!r}.")
-        if x.ndim == 0:
-            raise ValueError("Dataset: x must have a batch axis, got a scalar.")
-        if len(x) == 0:
+        if rows(x) == 0:
             raise ValueError("Dataset: x is empty (0 samples); there is nothing to train on.")
-        check_finite(x, "x")
-        if y is not None:
-            check_finite(y, "y")
+        for part in parts(x):
+            check_finite(part, "x")
+        for part in parts(y):
+            check_finite(part, "y")
         self.x = x
         self.y = y
         self.batch_size = int(batch_size)
@@ -62,22 +61,22 @@ class Dataset:
         if transform is not None and not callable(transform):
             raise TypeError(f"Dataset: transform must be a callable taking a batch of inputs, got {transform!r}.")
         self.transform = transform
-        if self.drop_remainder and len(x) < self.batch_size:
-            raise ValueError(f"Dataset: {len(x)} samples with batch_size={batch_size} and drop_remainder=True "
+        if self.drop_remainder and rows(x) < self.batch_size:
+            raise ValueError(f"Dataset: {rows(x)} samples with batch_size={batch_size} and drop_remainder=True "
                              f"gives no batch at all. Lower batch_size or set drop_remainder=False.")
 
     @property
     def num_samples(self) -> int:
-        return len(self.x)
+        return rows(self.x)
 
     def __len__(self) -> int:
         """Batches per epoch."""
-        n = len(self.x) / self.batch_size
+        n = rows(self.x) / self.batch_size
         return int(n) if self.drop_remainder else math.ceil(n)
 
     def order(self) -> np.ndarray:
         """The sample order of the next epoch (a new permutation when shuffling)."""
-        n = len(self.x)
+        n = rows(self.x)
         return self._rng.permutation(n) if self.shuffle else np.arange(n)
 
     def __iter__(self):
@@ -91,15 +90,20 @@ class Dataset:
             if not self.shuffle:
                 # contiguous slices are views: no copy at all
                 sl = slice(b * self.batch_size, b * self.batch_size + len(sel))
-                x, y = self.x[sl], (None if self.y is None else self.y[sl])
+                x, y = take(self.x, sl), take(self.y, sl)
             else:
-                x, y = self.x[sel], (None if self.y is None else self.y[sel])
+                x, y = take(self.x, sel), take(self.y, sel)
             if transform and self.transform is not None:
                 x = self._apply_transform(x)
             yield x, y
 
     def _apply_transform(self, x):
         out = self.transform(x)
+        if isinstance(x, tuple):
+            if not isinstance(out, (tuple, list)) or len(out) != len(x) or rows(tuple(out)) != rows(x):
+                raise ValueError(f"Dataset: transform {self.transform!r} gets the tuple of {len(x)} input batches "
+                                 f"and must return such a tuple, got {type(out).__name__}.")
+            return tuple(out)
         if not hasattr(out, "shape") or len(out) != len(x):
             got = getattr(out, "shape", type(out).__name__)
             raise ValueError(f"Dataset: transform {self.transform!r} must return a batch of {len(x)} inputs, "
@@ -111,20 +115,19 @@ class Dataset:
 
         Like Keras' ``validation_split``: the held-out part never shuffles and gets no transform.
         """
-        k = split_point(fraction, len(self.x))
-        y = self.y
-        first = Dataset(self.x[:k], None if y is None else y[:k], self.batch_size, self.shuffle,
+        k = split_point(fraction, rows(self.x))
+        first = Dataset(take(self.x, slice(None, k)), take(self.y, slice(None, k)), self.batch_size, self.shuffle,
                         self.drop_remainder, self._rng, self.transform)
-        last = Dataset(self.x[k:], None if y is None else y[k:], self.batch_size, False)
+        last = Dataset(take(self.x, slice(k, None)), take(self.y, slice(k, None)), self.batch_size, False)
         return first, last
 
     def head(self, n: int = 2) -> tuple:
         """The first ``n`` samples as a batch ``(x, y)``, without touching the shuffling generator."""
-        return self.x[:n], (None if self.y is None else self.y[:n])
+        return take(self.x, slice(None, n)), take(self.y, slice(None, n))
 
     def __repr__(self) -> str:
         extra = "" if self.transform is None else f", transform={self.transform!r}"
-        return (f"Dataset(samples={len(self.x)}, batch_size={self.batch_size}, batches={len(self)}, "
+        return (f"Dataset(samples={rows(self.x)}, batch_size={self.batch_size}, batches={len(self)}, "
                 f"shuffle={self.shuffle}{extra})")
 
 
@@ -140,6 +143,41 @@ def split_point(fraction, n: int) -> int:
         raise ValueError(f"validation_split={fraction} of {n} samples leaves an empty part; "
                          f"use more data or another fraction.")
     return k
+
+
+def is_multi(a) -> bool:
+    """True for a tuple (or list) of arrays: the several inputs (or targets) of a functional model."""
+    return isinstance(a, (tuple, list)) and len(a) > 0 and all(hasattr(p, "shape") and hasattr(p, "dtype")
+                                                               for p in a)
+
+
+def data_arrays(a, what):
+    """``a`` as one array, or as a tuple of arrays (several inputs/targets) of the same length."""
+    if not is_multi(a):
+        return data_array(a, what)
+    out = tuple(data_array(p, f"{what}[{i}]") for i, p in enumerate(a))
+    if len({len(p) for p in out}) > 1:
+        raise ValueError(f"Dataset: the arrays of {what} must have the same length, got {[len(p) for p in out]}.")
+    return out
+
+
+def rows(a) -> int:
+    """Number of samples of an array or of a tuple of arrays."""
+    return len(a[0]) if isinstance(a, tuple) else len(a)
+
+
+def parts(a) -> tuple:
+    """The arrays of ``a``: itself alone, the tuple's arrays, or none for None."""
+    return () if a is None else a if isinstance(a, tuple) else (a,)
+
+
+def take(a, index):
+    """Rows ``index`` (a slice or an index array) of an array, of each array of a tuple, or None."""
+    if a is None:
+        return None
+    if isinstance(a, tuple):
+        return tuple(p[index] for p in a)
+    return a[index]
 
 
 def data_array(a, what):

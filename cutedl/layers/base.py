@@ -148,6 +148,7 @@ class Layer:
 
     supports_masking = False
     integer_input = None
+    multi_input = False  # True for layers that take a list of inputs (merge layers: Add, Concatenate...)
 
     def __init__(self, inshape=None, name: str | None = None, trainable: bool = True, dtype=None):
         if name is not None and (not isinstance(name, str) or not name or "/" in name):
@@ -288,6 +289,37 @@ class Layer:
         out = f", outshape={self.outshape}" if self.built else ""
         return f"{type(self).__name__}(name={self.name!r}{out})"
 
+    # ------------------------------------------------------------------ functional models
+    def __call__(self, inputs):
+        """Call the layer on symbolic tensors (functional models) or on an array (eager).
+
+        ``layer(node)`` (or ``layer([node_a, node_b])`` for a merge layer) builds the layer for the
+        inputs' shapes on its first call and returns a :class:`Node`, the symbolic output used to
+        describe a graph: ``Model(inputs=x, outputs=y)``. Calling the same layer again shares it:
+        its params get the gradients of every call. ``layer(array)`` builds it if needed and
+        returns ``forward(array)``.
+        """
+        items = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+        symbolic = [isinstance(i, Node) for i in items]
+        if any(symbolic) and not all(symbolic):
+            raise TypeError(f"Layer {self.describe()}: call it on symbolic tensors (from layers.Input or another "
+                            f"layer call) or on arrays, not a mix.")
+        if self.multi_input != isinstance(inputs, (list, tuple)):
+            raise TypeError(f"Layer {self.describe()} takes "
+                            + ("a list of inputs, e.g. layer([a, b])." if self.multi_input else
+                               f"one input, got a {type(inputs).__name__} of {len(items)}."))
+        if not all(symbolic):
+            if not self.built:
+                self._build([tuple(a.shape[1:]) for a in items] if self.multi_input else tuple(inputs.shape[1:]))
+            return self.forward(inputs)
+        shapes = [n.shape for n in items]
+        if not self.built:
+            self._build(shapes if self.multi_input else shapes[0])
+        elif not self.multi_input and not _shapes_match(self.inshape, shapes[0]):
+            raise ValueError(f"Layer {self.describe()} was built for input {fmt_shape(self.inshape)} and is now "
+                             f"called on {fmt_shape(shapes[0])}; a shared layer takes the same shape at every call.")
+        return Node(self.outshape, self, items)
+
 
 @functools.lru_cache(maxsize=None)
 def _takes_mask(forward_func) -> bool:
@@ -310,8 +342,60 @@ def _shapes_match(expected, actual) -> bool:
     return all(e is None or a is None or e == a for e, a in zip(expected, actual))
 
 
+class Node:
+    """A symbolic tensor: the output of a layer call, or a model input (:func:`Input`).
+
+    Attributes:
+        shape: the shape without the batch axis.
+        layer: the layer whose call produced it (an :class:`InputLayer` for an input).
+        inputs: the nodes that call took (empty for an input).
+    """
+
+    _count = 0
+
+    def __init__(self, shape, layer, inputs=()):
+        self.shape = tuple(shape)
+        self.layer = layer
+        self.inputs = list(inputs)
+        Node._count += 1
+        self.id = Node._count
+
+    def __repr__(self) -> str:
+        return f"Node(shape={fmt_shape(self.shape)}, layer={self.layer.name!r})"
+
+
+class InputLayer(Layer):
+    """The layer behind :func:`Input`: holds a model input's shape; forward is the identity."""
+
+    def __init__(self, shape=None, inshape=None, **kwargs):
+        shape = shape if shape is not None else inshape
+        if shape is None:
+            raise ValueError("Input needs a shape without the batch axis, e.g. layers.Input((784,)).")
+        super().__init__(inshape=shape, **kwargs)
+        self._build(self.inshape)
+
+    def forward(self, x, training: bool = False):
+        return x
+
+    def backward(self, grad):
+        return grad
+
+
+def Input(shape, name: str | None = None, dtype=None) -> Node:
+    """A model input of ``shape`` (without the batch axis), for functional models.
+
+    Example:
+        >>> x = layers.Input((784,))
+        >>> y = layers.Dense(10, activation='softmax')(layers.Dense(64, activation='relu')(x))
+        >>> model = Model(inputs=x, outputs=y)
+    """
+    layer = InputLayer(shape, name=name, dtype=dtype)
+    return Node(layer.outshape, layer, [])
+
+
 #: Every layer class, by class name; Model.load only creates layers found here.
 registry = Registry("layer", Layer)
+registry.register("InputLayer")(InputLayer)
 
 
 _fmt_shape = fmt_shape  # old private name, still imported by normalization.py until it moves to fmt_shape

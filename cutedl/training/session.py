@@ -24,7 +24,7 @@ from cutedl import backend
 from cutedl import losses as losses_mod
 from cutedl import metrics as metrics_mod
 from cutedl import optimizers as optimizers_mod
-from cutedl._validate import check_int, is_int
+from cutedl._validate import check_int, check_number, is_int
 from cutedl.data.dataset import Dataset
 from cutedl.layers.base import no_grad
 from cutedl.listeners.base import Listener
@@ -49,6 +49,12 @@ class Session:
         train_step: optional function ``train_step(session, batch) -> logs`` replacing
             :meth:`train_step` (see there).
         strategy: optional data-parallel strategy (``cutedl.distributed.DataParallel``).
+        loss_weights: for a model with several outputs, a list (or ``{output name: weight}``) of
+            the weights of each output's loss in the total (default 1 each).
+
+    A model with several outputs takes ``loss`` as one loss for all outputs, a list (one per
+    output) or a dict ``{output layer name: loss}``; its logs hold the total ``loss``, each
+    ``<output>_loss`` and every metric per output as ``<output>_<metric>``.
 
     When the model ends in softmax (sigmoid) and the loss is a categorical (binary)
     crossentropy on probabilities, the Session trains on the logits instead: the same loss,
@@ -63,7 +69,8 @@ class Session:
         tracked: extra models and optimizers saved in checkpoints (see :meth:`track`).
     """
 
-    def __init__(self, model, loss, optimizer="adam", metrics=None, train_step=None, strategy=None):
+    def __init__(self, model, loss, optimizer="adam", metrics=None, train_step=None, strategy=None,
+                 loss_weights=None):
         if not isinstance(model, Model):
             raise TypeError(f"Session expects a cutedl Model, got {type(model).__name__}.")
         if not model.assembled:
@@ -72,7 +79,9 @@ class Session:
         if train_step is not None and not callable(train_step):
             raise TypeError(f"Session: train_step must be a function (session, batch) -> logs, got {train_step!r}.")
         self.model = model
-        self.loss = losses_mod.get(loss)
+        self.losses = self._resolve_losses(loss)
+        self.loss = self.losses[0] if model.num_outputs == 1 else list(self.losses)
+        self.loss_weights = self._resolve_loss_weights(loss_weights)
         self.optimizer = optimizers_mod.get(optimizer)
         if metrics is None:
             metrics = []
@@ -82,7 +91,9 @@ class Session:
         names = [m.name for m in self.metrics]
         if len(set(names)) != len(names) or "loss" in names:
             raise ValueError(f"Session: metric names must be unique and not 'loss', got {names}.")
-        self.train_loss, self.fused_logits = self._plan_loss()
+        plans = [self._plan_loss(fn, layer) for fn, layer in zip(self.losses, model.output_layers)]
+        self.train_losses = [p[0] for p in plans]
+        self.fused = [p[1] for p in plans] if model.num_outputs > 1 else plans[0][1]
         self.regularized = [p for p in model.params if p.regularizer is not None]
         self.strategy = strategy
         self._custom_step = train_step
@@ -96,11 +107,38 @@ class Session:
         if strategy is not None:
             strategy.setup(self)
 
-    def _plan_loss(self):
-        """Decide whether to train on the last layer's logits (fusing softmax/sigmoid into the loss)."""
-        last = self.model.layers[-1]
+    def _resolve_losses(self, loss) -> list:
+        """One Loss per model output, from a loss, a list of them or ``{output name: loss}``."""
+        n, names = self.model.num_outputs, self.model.output_names
+        if isinstance(loss, dict):
+            unknown = sorted(set(loss) - set(names))
+            if unknown or set(names) - set(loss):
+                raise ValueError(f"Session: loss dict keys must be the output names {names}, got {sorted(loss)}.")
+            return [losses_mod.get(loss[k]) for k in names]
+        if isinstance(loss, (list, tuple)):
+            if len(loss) != n:
+                raise ValueError(f"Session: {len(loss)} losses for a model with {n} output(s) {names}.")
+            return [losses_mod.get(l) for l in loss]
+        first = losses_mod.get(loss)
+        return [first] + [losses_mod.get(losses_mod.registry.serialize(first)) for _ in range(n - 1)]
+
+    def _resolve_loss_weights(self, weights) -> list:
+        n, names = self.model.num_outputs, self.model.output_names
+        if weights is None:
+            return [1.0] * n
+        if isinstance(weights, dict):
+            if set(weights) != set(names):
+                raise ValueError(f"Session: loss_weights keys must be the output names {names}, got "
+                                 f"{sorted(weights)}.")
+            weights = [weights[k] for k in names]
+        if not isinstance(weights, (list, tuple)) or len(weights) != n:
+            raise ValueError(f"Session: loss_weights must be a list of {n} numbers (one per output), got {weights!r}.")
+        return [check_number("Session", "loss_weights", w, minimum=0.0) for w in weights]
+
+    @staticmethod
+    def _plan_loss(loss, last):
+        """Decide whether to train on an output layer's logits (fusing softmax/sigmoid into the loss)."""
         act_name = getattr(getattr(last, "activation", None), "registry_name", None)
-        loss = self.loss
         wants = getattr(loss, "output_activation", None)
         if getattr(loss, "from_logits", False) and act_name in ("softmax", "sigmoid"):
             raise ValueError(
@@ -112,6 +150,16 @@ class Session:
         if wants is not None and act_name == wants and not getattr(loss, "from_logits", False):
             return loss.with_logits(), True
         return loss, False
+
+    @property
+    def train_loss(self):
+        """The loss the step computes on the (first) output: with logits when fused."""
+        return self.train_losses[0]
+
+    @property
+    def fused_logits(self) -> bool:
+        """Whether the (first) output trains on its logits (softmax/sigmoid fused into the loss)."""
+        return self.fused[0] if isinstance(self.fused, list) else self.fused
 
     # ------------------------------------------------------------------ public helpers
     @property
@@ -134,16 +182,30 @@ class Session:
             self.tracked[name] = obj
         return self
 
+    def train_log_keys(self) -> list:
+        """Keys of a training step's logs: loss, each output's loss (several outputs), metrics."""
+        names = self.model.output_names if self.model.num_outputs > 1 else [None]
+        keys = ["loss"] + ([f"{n}_loss" for n in names] if names != [None] else [])
+        for n in names:
+            keys += [m.name if n is None else f"{n}_{m.name}" for m in self.metrics]
+        return keys
+
     def log_keys(self) -> list:
         """Keys every history row will have in this fit."""
-        keys = ["step", "epoch", "loss"] + [m.name for m in self.metrics]
+        train = self.train_log_keys()
+        keys = ["step", "epoch"] + train
         if self.fit_params.get("has_val"):
-            keys += ["val_loss"] + [f"val_{m.name}" for m in self.metrics]
+            keys += [f"val_{k}" for k in train]
         return keys + ["lr", "time"]
 
     def direction(self, key: str) -> str:
         """'min' or 'max': which way is better for log key ``key`` (the session's metrics first)."""
         name = key[4:] if key.startswith("val_") else key
+        for prefix in [""] + [f"{n}_" for n in self.model.output_names]:
+            if prefix and name.startswith(prefix):
+                name = name[len(prefix):]
+        if name == "loss":
+            return "min"
         for m in self.metrics:
             if m.name == name:
                 return m.direction
@@ -155,9 +217,15 @@ class Session:
 
     def outputs(self, out):
         """Model outputs as the user sees them (probabilities when training on logits)."""
-        if self.fused_logits:
-            return self.model.layers[-1].activation.forward(out)
-        return out
+        if self.model.num_outputs == 1:
+            return self.output_activation(out, None)
+        return [self.output_activation(o, n) for o, n in zip(out, self.model.output_names)]
+
+    def output_activation(self, out, name=None):
+        """One output as the user sees it: its activation applied when it trains on logits."""
+        k = 0 if name is None else self.model.output_names.index(name)
+        fused = self.fused[k] if isinstance(self.fused, list) else self.fused
+        return self.model.output_layers[k].activation.forward(out) if fused else out
 
     # ------------------------------------------------------------------ one step
     def compute_grads(self, x, y):
@@ -183,7 +251,10 @@ class Session:
             return self._custom_step(self, batch)
         x, y = batch
         loss, logs = self.compute_grads(x, y)
-        if math.isfinite(loss):
+        finite = math.isfinite(loss)
+        if self.strategy is not None:
+            finite = self.strategy.all_finite(finite)  # every rank updates, or skips, together
+        if finite:
             self.apply_grads()
         elif not self.state.warned_nan and not any(type(l).__name__ == "TerminateOnNaN" for l in self.listeners):
             warnings.warn(f"Session: non-finite training loss ({loss}) at step {self.step + 1}; the update was "
@@ -195,7 +266,7 @@ class Session:
     def train_on_batch(self, x, y) -> dict:
         """One optimisation step on a host batch; returns ``{'loss': ..., <metric>: ...}``."""
         self.batch_weight = None
-        return self.train_step((backend.to_device(x), backend.to_device(y)))
+        return self.train_step((step_mod.to_device(x), step_mod.to_device(y)))
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, data, batch_size: int | None = None, max_batches: int = -1) -> dict:
@@ -212,9 +283,14 @@ class Session:
                 if 0 <= max_batches <= b:
                     break
                 seen += 1
-                x, y = backend.to_device(x), backend.to_device(y)
-                out, loss, mask = step_mod.forward_loss(self, x, y, training=False)
-                logs = step_mod.metric_logs(self, {"loss": step_mod.host_float(loss)}, y, out, mask)
+                if self.strategy is not None:  # this rank's shard of the batch
+                    x, y = self.strategy.local_batch(x, y, training=False)
+                    if not step_mod.batch_rows(x):
+                        continue
+                x, y = step_mod.to_device(x), step_mod.to_device(y)
+                parts: dict = {}
+                out, loss, mask = step_mod.forward_loss(self, x, y, training=False, parts=parts)
+                logs = step_mod.metric_logs(self, {"loss": step_mod.host_float(loss), **parts}, y, out, mask)
                 acc.add(logs, step_mod.batch_weight(x, mask))
         if self.strategy is not None:
             acc = self.strategy.reduce_accumulator(acc)
@@ -333,9 +409,11 @@ class Session:
         events.emit("batch_start", state.step + 1)
         state.at_boundary = False
         self.batch_weight = None
-        logs = self.train_step((backend.to_device(x), backend.to_device(y)))
+        if self.strategy is not None:  # this rank's slice of the global batch
+            x, y = self.strategy.local_batch(x, y)
+        logs = self.train_step((step_mod.to_device(x), step_mod.to_device(y)))
         state.step += 1
-        state.accumulator.add(logs, len(x) if self.batch_weight is None else self.batch_weight)
+        state.accumulator.add(logs, step_mod.batch_rows(x) if self.batch_weight is None else self.batch_weight)
         events.emit("batch_end", state.step, logs=logs)
         val_steps = self.fit_params["val_steps"]
         if not events.stopping and val_steps and state.step % val_steps == 0:
@@ -450,7 +528,10 @@ class Session:
     def _resume(self) -> None:
         """Restore from the checkpoint a listener offers (``resume_state``), if any."""
         for lst in self.listeners:
-            offer = lst.resume_state()
+            if self.strategy is None:
+                offer = lst.resume_state()
+            else:  # rank 0's checkpoint, for every rank
+                offer = self.strategy.broadcast(lst.resume_state() if self.strategy.is_main() else None)
             if offer is not None:
                 saved, path = offer
                 lst.resumed(checkpoint.restore(self, saved, path))
@@ -478,7 +559,9 @@ class Session:
 
     def _warn_unscaled(self, x) -> None:
         """Warn when float inputs of a Dense/Conv first layer look unscaled (e.g. 0-255 pixels)."""
-        first = self.model.layers[0]
+        first = self.model.first_layers[0]
+        if isinstance(x, tuple):
+            x = x[0] if self.model.num_inputs > 1 else x
         if getattr(x, "dtype", None) is None or x.dtype.kind != "f" or not x.size:
             return
         if not (type(first).__name__.startswith(("Dense", "Conv"))):
@@ -500,17 +583,21 @@ class Session:
             raise ValueError(f"fit: {what} has no labels (y is None); supervised training needs (x, y).")
         if what == "data":
             self._warn_unscaled(ds.head(ds.batch_size)[0])
-        x = self.model.check_input(backend.to_device(x))
-        y = backend.to_device(y)
+        x = self.model.check_input(step_mod.to_device(x))
+        y = step_mod.to_device(y)
         if any(getattr(layer, "stateful", False) for layer in self.model.layers):
-            shape = tuple(x.shape[i + 1] if d is None and i + 1 < x.ndim else (d or 1)
-                          for i, d in enumerate(self.model.outshape))
-            out, mask = backend.xp.zeros((len(x),) + shape, dtype=self.model.dtype), None
+            n = step_mod.batch_rows(x)
+            x0 = x[0] if isinstance(x, (tuple, list)) else x
+            shapes = self.model.outshape if self.model.num_outputs > 1 else [self.model.outshape]
+            outs = [backend.xp.zeros((n,) + tuple(x0.shape[i + 1] if d is None and i + 1 < x0.ndim else (d or 1)
+                                                 for i, d in enumerate(shape)), dtype=self.model.dtype)
+                    for shape in shapes]
+            out = outs if self.model.num_outputs > 1 else outs[0]
+            self.model.output_mask, self.model.output_masks = None, [None] * len(outs)
+            step_mod.forward_loss_of(self, y, out)
         else:
             with no_grad():
-                out = self.model.forward(x, training=False, logits=self.fused_logits)
-            mask = self.model.output_mask
-        self.train_loss(y, out) if mask is None else self.train_loss(y, out, mask=mask)
+                step_mod.forward_loss(self, x, y, training=False)
 
 
 Model.session_class = Session  # what Model.compile builds (model.py knows no trainer)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from cutedl import backend
 from cutedl import metrics as metrics_mod
 
-__all__ = ["host_float", "forward_loss", "compute_grads", "apply_grads", "metric_logs", "batch_weight"]
+__all__ = ["host_float", "to_device", "backward_losses", "forward_loss", "compute_grads", "apply_grads", "metric_logs", "batch_weight"]
 
 
 def host_float(value) -> float:
@@ -23,32 +23,82 @@ def host_float(value) -> float:
     return value if isinstance(value, float) else backend.item(value)
 
 
+def batch_rows(x) -> int:
+    """Samples in a batch (an array, or a tuple of arrays for several inputs)."""
+    return len(x[0]) if isinstance(x, (tuple, list)) else len(x)
+
+
 def batch_weight(x, mask) -> int:
     """What a batch weighs in means over batches: its samples, or its real steps when masked."""
-    return len(x) if mask is None else metrics_mod.mask_weight(mask, len(x))
+    n = batch_rows(x)
+    return n if mask is None else metrics_mod.mask_weight(mask, n)
 
 
-def forward_loss(session, x, y, training: bool):
-    """``(outputs, loss, mask)`` of a batch, the loss as a device scalar (without penalties).
+def to_device(batch):
+    """A host batch (an array, a tuple of arrays for several inputs/targets, or None) on the device."""
+    if batch is None:
+        return None
+    if isinstance(batch, (tuple, list)):
+        return tuple(backend.to_device(a) for a in batch)
+    return backend.to_device(batch)
+
+
+def _per_output(session, y, out):
+    """``[(loss fn, weight, name, y_i, out_i, mask_i)]`` for each model output."""
+    model = session.model
+    if model.num_outputs == 1:
+        return [(session.train_losses[0], session.loss_weights[0], None, y, out, model.output_mask)]
+    if not isinstance(y, (tuple, list)) or len(y) != model.num_outputs:
+        raise ValueError(f"Session: the model has {model.num_outputs} outputs ({', '.join(model.output_names)}); "
+                         f"pass y as a tuple of {model.num_outputs} target arrays, got {type(y).__name__}.")
+    return list(zip(session.train_losses, session.loss_weights, model.output_names, y, out, model.output_masks))
+
+
+def forward_loss(session, x, y, training: bool, parts: dict | None = None):
+    """``(outputs, loss, mask)`` of a batch (without penalties); the loss of a model with several
+    outputs is the ``loss_weights``-weighted sum of each output's loss, and each one is put in
+    ``parts`` as ``{'<output>_loss': value}`` when given.
 
     With a masked sequence output (``model.output_mask`` not None) the loss counts the real
     steps only.
     """
     model = session.model
     x = model.check_input(x)
-    out = model.forward(x, training=training, logits=session.fused_logits)
-    mask = model.output_mask
-    loss = session.train_loss(y, out) if mask is None else session.train_loss(y, out, mask=mask)
-    return out, loss, mask
+    out = model.forward(x, training=training, logits=session.fused)
+    return out, forward_loss_of(session, y, out, parts), model.output_mask
+
+
+def forward_loss_of(session, y, out, parts: dict | None = None):
+    """The (weighted total) loss of outputs ``out`` already computed by the model's forward."""
+    total = None
+    for fn, w, name, yi, oi, mi in _per_output(session, y, out):
+        li = fn(yi, oi) if mi is None else fn(yi, oi, mask=mi)
+        if name is not None and parts is not None:
+            parts[f"{name}_loss"] = host_float(li)
+        li = li if w == 1.0 else li * w
+        total = li if total is None else total + li
+    return total
 
 
 def metric_logs(session, logs: dict, y, out, mask) -> dict:
-    """Add ``{metric name: value}`` of the batch to ``logs`` (host floats)."""
+    """Add ``{metric name: value}`` of the batch to ``logs`` (host floats); with several outputs
+    every metric is computed on each, as ``<output>_<metric>``."""
     if session.metrics:
-        pred = session.outputs(out)
-        for m in session.metrics:
-            logs[m.name] = host_float(m(y, pred) if mask is None else m(y, pred, mask=mask))
+        for _, _, name, yi, oi, mi in _per_output(session, y, out):
+            pred = session.output_activation(oi, name)
+            for m in session.metrics:
+                key = m.name if name is None else f"{name}_{m.name}"
+                logs[key] = host_float(m(yi, pred) if mi is None else m(yi, pred, mask=mi))
     return logs
+
+
+def backward_losses(session):
+    """dL/doutput of each output (weighted), after :func:`forward_loss`."""
+    grads = []
+    for fn, w in zip(session.train_losses, session.loss_weights):
+        g = fn.backward()
+        grads.append(g if w == 1.0 else g * g.dtype.type(w))
+    return grads if session.model.num_outputs > 1 else grads[0]
 
 
 def compute_grads(session, x, y):
@@ -58,14 +108,20 @@ def compute_grads(session, x, y):
     ``session.batch_weight``. When the loss is not finite, no backward runs and the grads are
     left as they were: :func:`apply_grads` must not be called (the default step skips it).
     """
-    out, loss, mask = forward_loss(session, x, y, training=True)
+    if batch_rows(x) == 0:  # a data-parallel rank's share of a batch smaller than the world: it weighs nothing
+        for p in session.model.trainable_params:
+            p.grad = backend.xp.zeros_like(p.value)
+        session.batch_weight = 0
+        return 0.0, {k: 0.0 for k in session.train_log_keys()}
+    parts: dict = {}
+    out, loss, mask = forward_loss(session, x, y, training=True, parts=parts)
     value = host_float(loss)
     if session.regularized:
         value += host_float(sum(p.regularizer.loss(p.value) for p in session.regularized))
     session.batch_weight = batch_weight(x, mask)
-    logs = {"loss": value}
+    logs = {"loss": value, **parts}
     if value == value and abs(value) != float("inf"):
-        session.model.backward(session.train_loss.backward())
+        session.model.backward(backward_losses(session))
         for p in session.regularized:
             if p.grad is not None:
                 p.grad += p.regularizer.grad(p.value)
