@@ -140,6 +140,9 @@ class BatchNormalization(_Normalization):
         beta_initializer / gamma_initializer / moving_mean_initializer / moving_variance_initializer:
             initializer names or objects (default zeros / ones / zeros / ones).
         beta_regularizer / gamma_regularizer: optional regularizers.
+        sync: in a data-parallel fit (:mod:`cutedl.distributed`), take the statistics of the
+            global batch, summed over the ranks (SyncBatchNorm); the strategy sets
+            ``communicator``. Alone it changes nothing.
     Input shape: ``(batch, ...)`` of at least 2 axes. Output shape: the same.
     Params: ``gamma (C,)``, ``beta (C,)``, and the non-trainable ``moving_mean (C,)``,
         ``moving_variance (C,)``, which optimizers leave alone but ``get_weights``/``save`` carry.
@@ -150,9 +153,11 @@ class BatchNormalization(_Normalization):
     def __init__(self, axis: int = 1, momentum: float = 0.99, epsilon: float = 1e-3, center: bool = True,
                  scale: bool = True, beta_initializer="zeros", gamma_initializer="ones",
                  moving_mean_initializer="zeros", moving_variance_initializer="ones",
-                 beta_regularizer=None, gamma_regularizer=None, **kwargs):
+                 beta_regularizer=None, gamma_regularizer=None, sync: bool = False, **kwargs):
         super().__init__(epsilon, center, scale, beta_initializer, gamma_initializer, beta_regularizer,
                          gamma_regularizer, **kwargs)
+        self.sync = check_bool("BatchNormalization", "sync", sync)
+        self.communicator = None   # sync=True: the sum over ranks of a small array (set by the strategy)
         self.axis = _check_axis("BatchNormalization", axis)
         self.momentum = check_number("BatchNormalization", "momentum", momentum, minimum=0.0, maximum=1.0,
                                      high_open=True)
@@ -185,15 +190,21 @@ class BatchNormalization(_Normalization):
         self._training = bool(training) and self.trainable
         self._xc = self._x = None
         if self._training:
-            count = x.size // self.moving_mean.size   # values per channel
-            inv_count = dt.type(1.0 / count)
+            count = total = x.size // self.moving_mean.size   # values per channel
             mean = self._channel_sum(x)   # (C,)
+            synced = self.sync and self.communicator is not None and self.communicator.size > 1
+            if synced:   # sums over the ranks: statistics of the global batch
+                sums = self.communicator(xp.concatenate([mean, xp.full(1, count, dtype=dt)]))
+                mean, total = sums[:-1], int(round(backend.item(sums[-1])))
+            inv_count = dt.type(1.0 / total)
             mean *= inv_count
             # Centered once, in a reused buffer (or, under no_grad, in the output itself): the
             # variance of xc has no E[x^2] - mean^2 cancellation.
             y = xp.empty(x.shape, dtype=dt)
             xc = xp.subtract(x, mean.reshape(bshape), out=self._buffer("_xc_buf", x.shape, dt) if keep else y)
             var = self._channel_dot(xc, xc)
+            if synced:
+                var = self.communicator(var)
             var *= inv_count   # biased variance, (C,)
             inv = one / xp.sqrt(var + eps)   # (C,)
             m = dt.type(self.momentum)
@@ -201,7 +212,7 @@ class BatchNormalization(_Normalization):
                 stat.value *= m
                 stat.value += (one - m) * batch
             if keep:
-                self._count = count
+                self._count, self._share = count, (count / total if synced else None)
                 self._xc = xc   # xhat = xc * inv is never stored: y comes from xc in one pass
             shift = None if self.beta is None else self.beta.value
             k = inv if self.gamma is None else inv * self.gamma.value   # (C,)
@@ -247,6 +258,9 @@ class BatchNormalization(_Normalization):
         # Closed form of the batch-statistics backward, per channel over n = count values:
         # dx = gamma * inv * (g - mean(g) - xhat * mean(g * xhat)), with xhat = xc * inv
         n = self.dtype.type(1.0 / self._count)
+        if self._share is not None:   # sync: the global batch's sums, each rank's weighted by its share
+            sums = self.communicator(xp.concatenate([dbeta, dgamma]) * self.dtype.type(self._share))
+            dbeta, dgamma = sums[:dbeta.size], sums[dbeta.size:]
         dx = xp.multiply(xc, (dgamma * (inv * n)).reshape(self._bshape))
         dx += (dbeta * n).reshape(self._bshape)
         xp.subtract(grad, dx, out=dx)
@@ -282,6 +296,8 @@ class BatchNormalization(_Normalization):
         cfg = super().get_config()
         cfg.update(axis=self.axis, momentum=self.momentum, **self._affine_config(),
                    **weight_args_config(self, "moving_mean", "moving_variance", regularizers_too=False))
+        if self.sync:   # only when set: configs (and checkpoints) of plain BatchNormalization are unchanged
+            cfg["sync"] = True
         return cfg
 
 

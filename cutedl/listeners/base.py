@@ -47,6 +47,13 @@ class Listener:
     def model(self):
         return self.session.model if self.session is not None else None
 
+    @property
+    def is_main(self) -> bool:
+        """False on the ranks other than 0 of a data-parallel fit (:mod:`cutedl.distributed`): only
+        the main process writes files and prints."""
+        strategy = getattr(self.session, "strategy", None)
+        return strategy is None or strategy.is_main()
+
     def on_fit_start(self, logs=None): pass
     def on_epoch_start(self, epoch, logs=None): pass
     def on_batch_start(self, step, logs=None): pass

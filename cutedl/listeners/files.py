@@ -102,6 +102,9 @@ class ModelCheckpoint(WarnOnce, Listener):
                 return
             self.best = float(value)
         path = _format_path("ModelCheckpoint", self.path, logs)
+        if not self.is_main:  # a data-parallel rank other than 0: rank 0 writes the file
+            self.saved.append(path)
+            return
         try:
             if self.save_weights_only:
                 checkpoint.save_weights(self.model, path)
@@ -202,7 +205,9 @@ class BackupAndRestore(WarnOnce, Listener):
         if self._key(state) == self._last:
             return
         try:
-            checkpoint.save_state(self.path, self.session.training_state())
+            state_now = self.session.training_state()  # on every rank: a data-parallel fit gathers from all
+            if self.is_main:
+                checkpoint.save_state(self.path, state_now)
         except OSError as err:
             self.warn_once("the training checkpoint", self.path, err)
             return
@@ -210,7 +215,7 @@ class BackupAndRestore(WarnOnce, Listener):
         self.writes += 1
 
     def on_fit_end(self, logs=None):
-        if self.delete_checkpoint and self.session.history.stop_reason != "interrupted":
+        if self.delete_checkpoint and self.session.history.stop_reason != "interrupted" and self.is_main:
             try:
                 os.remove(self.path)
             except FileNotFoundError:
@@ -293,7 +298,7 @@ class CSVLogger(WarnOnce, Listener):
         self.lines = text.count("\n")
 
     def on_val_end(self, step, logs=None):
-        if self._failed:
+        if self._failed or not self.is_main:
             return
         try:
             if self._keys is None:

@@ -48,6 +48,8 @@ class ProgressBar(Listener):
         return bool(getattr(out, "isatty", lambda: False)())
 
     def _print(self, text: str) -> None:
+        if not self.is_main:
+            return
         width = shutil.get_terminal_size((0, 0)).columns if self._is_tty() else 0
         if width >= 20 and len(text) > width:
             text = "\n".join(textwrap.wrap(text, width=width, subsequent_indent="    ", break_long_words=False,
@@ -61,7 +63,7 @@ class ProgressBar(Listener):
 
     def on_epoch_start(self, epoch, logs=None):
         self._epoch_t0 = time.perf_counter()
-        if self._is_tty():
+        if self.is_main and self._is_tty():
             from tqdm.auto import tqdm
 
             self._bar = tqdm(total=self._steps, desc=f"Epoch {epoch}/{self._epochs}", file=self._out(),

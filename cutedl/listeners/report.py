@@ -43,6 +43,8 @@ class FitReport(Listener):
         self.draws = 0
 
     def _draw(self):
+        if not self.is_main:
+            return
         from cutedl import reports  # lazy: matplotlib only once a report is drawn
 
         t0 = time.perf_counter()

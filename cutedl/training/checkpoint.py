@@ -281,6 +281,9 @@ def capture(session) -> dict:
             tracked[name] = {"kind": "optimizer", **_optimizer_entry(obj)}
     if tracked:
         out["tracked"] = tracked
+    strategy = getattr(session, "strategy", None)
+    if strategy is not None:  # a data-parallel fit: the world size and every rank's generators
+        out["strategy"] = strategy.get_state()
     return out
 
 
@@ -406,6 +409,12 @@ def restore(session, state: dict, path) -> dict:
                 lst.check_state(st)
             except ValueError as err:
                 raise ValueError(f"{who}: the saved state of listener {lst!r} is corrupt: {err}") from None
+        strategy = getattr(session, "strategy", None)
+        saved_size = state["strategy"]["world_size"] if "strategy" in state else 1
+        if saved_size != (1 if strategy is None else strategy.size):
+            raise ValueError(f"{who}: the checkpoint was written by a fit over {saved_size} process(es), this fit "
+                             f"runs over {1 if strategy is None else strategy.size}; resume with the same world "
+                             f"size (mpiexec -n {saved_size}).")
         # ---- everything checked: apply
         for lst, st in pairs:
             lst.set_state(st)
@@ -423,6 +432,8 @@ def restore(session, state: dict, path) -> dict:
         for obj, st, what in gen_plan:
             set_generator_states(obj, st, what)
         _set_global_states(rng["global"])
+        if strategy is not None:
+            strategy.set_state(state.get("strategy"))
     except (KeyError, TypeError, IndexError, AttributeError, OverflowError) as err:
         raise ValueError(f"{who}: the checkpoint is incomplete or corrupt ({type(err).__name__}: {err}).") from None
     return pos
