@@ -17,6 +17,7 @@ import os
 from cutedl import backend
 from cutedl._io import load_json_npz, save_json_npz
 from cutedl._validate import check_int
+from cutedl.data.sources import as_source, is_source
 from cutedl.layers.base import (Input, InputLayer, Layer, Node, fmt_shape, forward_takes_mask, grad_enabled, no_grad,
                                snake_case, unique_name)
 from cutedl.layers.base import registry as layer_registry
@@ -431,6 +432,8 @@ class Model:
         """
         if batch_size is not None:
             batch_size = check_int("predict", "batch_size", batch_size, minimum=1, what="a positive integer")
+        if is_source(x):
+            return self._predict_source(x)
         xs = self._input_list(self.check_input(x), "predict")
         np = backend.np
         for xi in xs:
@@ -454,6 +457,21 @@ class Model:
                     outs = [np.empty((n,) + y.shape[1:], dtype=y.dtype) for y in ys]
                 for o, y in zip(outs, ys):
                     o[i:i + len(y)] = y
+        return outs if self._multi_out else outs[0]
+
+    def _predict_source(self, source):
+        """Predictions for every batch of a generator or indexable source, joined (host arrays)."""
+        np = backend.np
+        src = as_source(source)
+        pieces = []
+        with no_grad():
+            for x, _ in src.batches(transform=False):
+                ys = self.forward(backend.to_device(x) if not isinstance(x, (tuple, list)) else
+                                  [backend.to_device(a) for a in x], training=False)
+                pieces.append([backend.to_host(y) for y in (ys if self._multi_out else [ys])])
+        if not pieces:
+            raise ValueError("predict: the source yielded no batch.")
+        outs = [np.concatenate([p[k] for p in pieces]) for k in range(len(pieces[0]))]
         return outs if self._multi_out else outs[0]
 
     def __call__(self, x, training: bool = False):

@@ -178,6 +178,10 @@ class BackupAndRestore(WarnOnce, Listener):
         self._warned = False
         self.restored, self.writes = None, 0
         self._last = None
+        if getattr(self.session.train_data, "resumable", True) is False:
+            raise ValueError("BackupAndRestore: training data from a generator cannot be rewound, so a fit from it "
+                             "cannot resume exactly. Use an indexable source (__len__ and __getitem__(i) -> (x, y)) "
+                             "or a Dataset, or leave BackupAndRestore out.")
 
     def resume_state(self):
         """The checkpoint in ``backup_dir`` (read and format-checked), or None when there is none."""

@@ -26,6 +26,7 @@ from cutedl import metrics as metrics_mod
 from cutedl import optimizers as optimizers_mod
 from cutedl._validate import check_int, check_number, is_int
 from cutedl.data.dataset import Dataset
+from cutedl.data.sources import GeneratorSource, IndexedSource, as_source, is_source
 from cutedl.layers.base import no_grad
 from cutedl.listeners.base import Listener
 from cutedl.listeners.progress import ProgressBar
@@ -277,6 +278,8 @@ class Session:
         over the real (unmasked) steps of all batches.
         """
         ds = self._as_dataset(data, batch_size, shuffle=False, who="evaluate")
+        if getattr(ds, "resumable", True) is False and max_batches < 0 and not len(ds):
+            raise ValueError("evaluate: a generator without an end needs max_batches (val_batches in fit).")
         acc, seen = Accumulator(), 0
         with no_grad():
             for b, (x, y) in enumerate(ds.batches(transform=False)):
@@ -308,12 +311,14 @@ class Session:
     def fit(self, data, y=None, epochs: int = 1, val_data=None, val_epochs: int = 1, val_steps: int = 0,
             val_batches: int = -1, listeners=None, verbose: int = 1, batch_size: int | None = None,
             validation_split: float = 0.0, shuffle: bool = True, initial_epoch: int = 0,
-            history: History | None = None) -> History:
+            history: History | None = None, steps_per_epoch: int | None = None) -> History:
         """Train until epoch ``epochs``; returns the :class:`~cutedl.training.history.History`.
 
         Args:
-            data: a :class:`Dataset`, an ``(x, y)`` tuple, or ``x`` with the labels as ``y``
-                (Keras' ``fit(x, y, ...)``); arrays are batched by ``batch_size`` (default 32).
+            data: a :class:`Dataset`, an ``(x, y)`` tuple, ``x`` with the labels as ``y`` (Keras'
+                ``fit(x, y, ...)``; arrays are batched by ``batch_size``, default 32), or data that does
+                not fit in memory: an object with ``__len__`` and ``__getitem__(i) -> (x, y)``, or a
+                generator of ``(x, y)`` batches (see :mod:`cutedl.data.sources`).
             y: the labels when ``data`` is the inputs.
             epochs: index of the last epoch to run (Keras meaning with ``initial_epoch``).
             val_data: validation Dataset or ``(x, y)``.
@@ -329,6 +334,7 @@ class Session:
                 ``fit(ds, epochs=10, history=sess.history)`` after ``fit(ds, epochs=5)``, or one
                 from ``History.load``: rows are appended to it, ``initial_epoch`` defaults to its
                 last epoch, steps count on from its last step and ``time`` from its last time.
+            steps_per_epoch: batches per epoch from a generator or an indexable source.
 
         With a listener that keeps training checkpoints (:class:`~cutedl.listeners.BackupAndRestore`)
         whose directory holds one, fit first restores everything from it and continues there.
@@ -340,7 +346,8 @@ class Session:
         model keeps the weights of the last completed step.
         """
         train, val = self._prepare(data, y, epochs, val_data, val_epochs, val_steps, val_batches, listeners,
-                                   verbose, batch_size, validation_split, shuffle, initial_epoch, history)
+                                   verbose, batch_size, validation_split, shuffle, initial_epoch, history,
+                                   steps_per_epoch)
         events, state = self.listeners, self.state
         guard = InterruptGuard(events)
         with guard:
@@ -379,14 +386,17 @@ class Session:
                 events.emit("epoch_start", epoch)
                 state.start_epoch(epoch, checkpoint.generator_states(train))
             resumed = False
-            for b, (x, y) in enumerate(train):
-                if b < skip:
-                    continue  # fast-forward a resumed epoch: same order, same per-batch draws
+            for b, x, y in _epoch_batches(train, skip):
                 self._one_step(x, y)
                 state.boundary(b + 1, False)
                 events.boundary(state)
                 if events.stopping:
                     break
+            if getattr(train, "exhausted", False) and state.batches_done == 0:
+                warnings.warn("fit: the generator ran out of batches; training stops. Pass steps_per_epoch with a "
+                              "generator that loops (e.g. itertools.cycle) to train several epochs.", UserWarning,
+                              stacklevel=3)
+                events.request_stop("data_exhausted")
             if events.stopping:  # stopped in the batch loop: resume later at this batch boundary
                 if events.stop_reason == "interrupted":
                     events.boundary(state, final=True)
@@ -397,7 +407,7 @@ class Session:
             if not p["val_steps"] and (epoch - state.check_origin) % p["val_epochs"] == 0:
                 self._check()
             events.emit("epoch_end", epoch, logs=self.history.last())
-            state.boundary(len(train), True)
+            state.boundary(len(train) or state.batches_done, True)
             events.boundary(state)
             if events.stopping:
                 if events.stop_reason == "interrupted":
@@ -453,7 +463,7 @@ class Session:
 
     # ------------------------------------------------------------------ setting up a fit
     def _prepare(self, data, y, epochs, val_data, val_epochs, val_steps, val_batches, listeners, verbose,
-                 batch_size, validation_split, shuffle, initial_epoch, history):
+                 batch_size, validation_split, shuffle, initial_epoch, history, steps_per_epoch=None):
         """Validate fit's arguments, build the datasets, listeners, History and TrainingState."""
         if is_int(y):
             raise TypeError(f"fit: the second argument is the labels y (Keras' fit(x, y, ...)), got the integer "
@@ -477,7 +487,10 @@ class Session:
                 raise TypeError("fit: a Dataset already holds its labels; pass y only with an array of inputs, "
                                 "as fit(x, y, ...).")
             data = (data, y)
-        train = self._as_dataset(data, batch_size, shuffle, who="fit")
+        train = self._as_dataset(data, batch_size, shuffle, who="fit", steps=steps_per_epoch)
+        if validation_split and not hasattr(train, "split"):
+            raise ValueError("fit: validation_split needs arrays or a Dataset to split; with a generator or an "
+                             "indexable source pass val_data instead.")
         if validation_split:
             if val_data is not None:
                 raise ValueError("fit: pass either val_data or validation_split, not both.")
@@ -546,16 +559,23 @@ class Session:
                                "or call it after fit.")
         return checkpoint.capture(self)
 
-    def _as_dataset(self, data, batch_size, shuffle, who, what="data"):
-        if isinstance(data, Dataset):
+    def _as_dataset(self, data, batch_size, shuffle, who, what="data", steps=None):
+        if isinstance(data, (IndexedSource, GeneratorSource)):
             return data
+        if isinstance(data, Dataset):
+            if steps is not None:
+                raise ValueError(f"Session.{who}: steps_per_epoch is for generators and indexable sources; a Dataset "
+                                 f"has len(dataset) batches per epoch.")
+            return data
+        if is_source(data):
+            return as_source(data, steps)
         if isinstance(data, (tuple, list)) and len(data) == 2:
             x, y = data
             if batch_size is not None:
                 check_int(who, "batch_size", batch_size, minimum=1)
             return Dataset(x, y, batch_size=32 if batch_size is None else batch_size, shuffle=shuffle)
-        raise TypeError(f"Session.{who}: {what} must be a cutedl Dataset or an (x, y) tuple, got "
-                        f"{type(data).__name__}.")
+        raise TypeError(f"Session.{who}: {what} must be a cutedl Dataset, an (x, y) tuple, an indexable source "
+                        f"(__len__ and __getitem__) or a generator of (x, y) batches, got {type(data).__name__}.")
 
     def _warn_unscaled(self, x) -> None:
         """Warn when float inputs of a Dense/Conv first layer look unscaled (e.g. 0-255 pixels)."""
@@ -578,11 +598,13 @@ class Session:
         Layers that carry state between batches (``stateful=True`` RNNs) are not run: the check
         then builds zero outputs of the model's output shape, so no state leaks into training.
         """
-        x, y = ds.head(2)
+        xb, y = ds.head(ds.batch_size)  # one read of the first batch (a source's batch 0)
         if y is None:
             raise ValueError(f"fit: {what} has no labels (y is None); supervised training needs (x, y).")
         if what == "data":
-            self._warn_unscaled(ds.head(ds.batch_size)[0])
+            self._warn_unscaled(xb)
+        x = tuple(a[:2] for a in xb) if isinstance(xb, tuple) else xb[:2]
+        y = tuple(a[:2] for a in y) if isinstance(y, tuple) else y[:2]
         x = self.model.check_input(step_mod.to_device(x))
         y = step_mod.to_device(y)
         if any(getattr(layer, "stateful", False) for layer in self.model.layers):
@@ -598,6 +620,19 @@ class Session:
         else:
             with no_grad():
                 step_mod.forward_loss(self, x, y, training=False)
+
+
+def _epoch_batches(train, skip):
+    """``(index, x, y)`` of an epoch's batches from batch ``skip`` on.
+
+    A Dataset draws the whole epoch (same order, same per-batch random draws) and skipped batches
+    are dropped; a source reads from ``skip`` on directly."""
+    if hasattr(train, "epoch_from"):
+        yield from train.epoch_from(skip)
+        return
+    for b, (x, y) in enumerate(train):
+        if b >= skip:
+            yield b, x, y
 
 
 Model.session_class = Session  # what Model.compile builds (model.py knows no trainer)
