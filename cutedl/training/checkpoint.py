@@ -273,6 +273,9 @@ def capture(session) -> dict:
                 "train_epoch_start": data_now if state.epoch_done else state.epoch_data,
                 "train_now": data_now, "val": {} if val is None else generator_states(val)},
     }
+    metric_states = {k: m.get_state() for k, m in session.stateful_metrics["train"].items()}
+    if metric_states:
+        out["metrics"] = metric_states
     tracked = {}
     for name, obj in session.tracked.items():
         if hasattr(obj, "params") and hasattr(obj, "get_config"):  # a Model
@@ -404,6 +407,10 @@ def restore(session, state: dict, path) -> dict:
             _check_global_states(rng["global"], who)
         except ValueError as err:
             raise ValueError(f"{who}: {err}") from None
+        metric_states = state.get("metrics", {})
+        if set(metric_states) != set(session.stateful_metrics["train"]):
+            raise ValueError(f"{who}: the checkpoint holds the accumulated metrics {sorted(metric_states)}, this "
+                             f"session has {sorted(session.stateful_metrics['train'])}; resume with the same metrics.")
         for lst, st in pairs:
             try:
                 lst.check_state(st)
@@ -429,6 +436,8 @@ def restore(session, state: dict, path) -> dict:
         session.history.__dict__.update(history.__dict__)
         session.history.params = dict(session.fit_params)  # this fit's settings (epochs may have grown)
         session.state.load_dict(state, who)
+        for k, st in metric_states.items():
+            session.stateful_metrics["train"][k].set_state(st)
         for obj, st, what in gen_plan:
             set_generator_states(obj, st, what)
         _set_global_states(rng["global"])

@@ -17,6 +17,7 @@ public ``resume_state`` / ``on_boundary`` protocol (see :mod:`cutedl.training.ch
 """
 from __future__ import annotations
 
+import copy
 import math
 import warnings
 
@@ -92,6 +93,16 @@ class Session:
         names = [m.name for m in self.metrics]
         if len(set(names)) != len(names) or "loss" in names:
             raise ValueError(f"Session: metric names must be unique and not 'loss', got {names}.")
+        # Stateful metrics (precision, AUC, confusion matrix...) accumulate over a check's batches:
+        # one instance per log key for training and one for validation.
+        keys = [(m, m.name if n is None else f"{n}_{m.name}") for n in
+                (model.output_names if model.num_outputs > 1 else [None]) for m in self.metrics
+                if getattr(m, "stateful", False)]
+        self.stateful_metrics = {"train": {k: copy.deepcopy(m) for m, k in keys},
+                                 "val": {k: copy.deepcopy(m) for m, k in keys}}
+        for group in self.stateful_metrics.values():
+            for m in group.values():
+                m.reset()
         plans = [self._plan_loss(fn, layer) for fn, layer in zip(self.losses, model.output_layers)]
         self.train_losses = [p[0] for p in plans]
         self.fused = [p[1] for p in plans] if model.num_outputs > 1 else plans[0][1]
@@ -281,6 +292,8 @@ class Session:
         if getattr(ds, "resumable", True) is False and max_batches < 0 and not len(ds):
             raise ValueError("evaluate: a generator without an end needs max_batches (val_batches in fit).")
         acc, seen = Accumulator(), 0
+        for m in self.stateful_metrics["val"].values():
+            m.reset()
         with no_grad():
             for b, (x, y) in enumerate(ds.batches(transform=False)):
                 if 0 <= max_batches <= b:
@@ -293,7 +306,8 @@ class Session:
                 x, y = step_mod.to_device(x), step_mod.to_device(y)
                 parts: dict = {}
                 out, loss, mask = step_mod.forward_loss(self, x, y, training=False, parts=parts)
-                logs = step_mod.metric_logs(self, {"loss": step_mod.host_float(loss), **parts}, y, out, mask)
+                logs = step_mod.metric_logs(self, {"loss": step_mod.host_float(loss), **parts}, y, out, mask,
+                                            kind="val")
                 acc.add(logs, step_mod.batch_weight(x, mask))
         if self.strategy is not None:
             acc = self.strategy.reduce_accumulator(acc)
@@ -301,7 +315,17 @@ class Session:
             if seen:
                 raise ValueError("evaluate: the data has no real (unmasked) time step: every step is padding.")
             raise ValueError("evaluate: the data yielded no batches.")
-        return {k: float(v) for k, v in acc.means().items()}
+        return {**{k: float(v) for k, v in acc.means().items()}, **self._stateful_results("val")}
+
+    def _stateful_results(self, kind: str) -> dict:
+        """``{log key: result}`` of the stateful metrics of ``kind`` ('train' or 'val'), then reset."""
+        out = {}
+        for key, m in self.stateful_metrics[kind].items():
+            if self.strategy is not None and hasattr(self.strategy, "reduce_metric"):
+                self.strategy.reduce_metric(m)
+            out[key] = float(m.result())
+            m.reset()
+        return out
 
     def predict(self, x, batch_size: int | None = None):
         """The model's outputs for ``x`` as a host array (see :meth:`Model.predict`)."""
@@ -437,7 +461,7 @@ class Session:
         acc = state.accumulator
         if self.strategy is not None:
             acc = self.strategy.reduce_accumulator(acc)
-        row = {"step": state.step, "epoch": state.epoch, **acc.means()}
+        row = {"step": state.step, "epoch": state.epoch, **acc.means(), **self._stateful_results("train")}
         state.accumulator = Accumulator()
         if self.val_data is not None:
             for k, v in self.evaluate(self.val_data, max_batches=self.fit_params["val_batches"]).items():

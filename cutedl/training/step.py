@@ -80,15 +80,21 @@ def forward_loss_of(session, y, out, parts: dict | None = None):
     return total
 
 
-def metric_logs(session, logs: dict, y, out, mask) -> dict:
+def metric_logs(session, logs: dict, y, out, mask, kind: str = "train") -> dict:
     """Add ``{metric name: value}`` of the batch to ``logs`` (host floats); with several outputs
-    every metric is computed on each, as ``<output>_<metric>``."""
+    every metric is computed on each, as ``<output>_<metric>``. A stateful metric (``stateful =
+    True``: precision, AUC...) is not logged per batch: its ``kind`` ('train' or 'val') instance
+    accumulates the batch and gives its value at the check."""
     if session.metrics:
+        stateful = session.stateful_metrics[kind]
         for _, _, name, yi, oi, mi in _per_output(session, y, out):
             pred = session.output_activation(oi, name)
             for m in session.metrics:
                 key = m.name if name is None else f"{name}_{m.name}"
-                logs[key] = host_float(m(yi, pred) if mi is None else m(yi, pred, mask=mi))
+                if key in stateful:
+                    stateful[key].update(yi, pred, mask=mi)
+                else:
+                    logs[key] = host_float(m(yi, pred) if mi is None else m(yi, pred, mask=mi))
     return logs
 
 
@@ -112,7 +118,7 @@ def compute_grads(session, x, y):
         for p in session.model.trainable_params:
             p.grad = backend.xp.zeros_like(p.value)
         session.batch_weight = 0
-        return 0.0, {k: 0.0 for k in session.train_log_keys()}
+        return 0.0, {k: 0.0 for k in session.train_log_keys() if k not in session.stateful_metrics["train"]}
     parts: dict = {}
     out, loss, mask = forward_loss(session, x, y, training=True, parts=parts)
     value = host_float(loss)
