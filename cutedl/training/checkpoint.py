@@ -14,7 +14,10 @@ generator states) need no pickle. It contains:
 - the data order: the state of every generator of the training dataset at the start of the
   epoch (so a resumed epoch draws the same permutation) and now; and the state of cutedl's
   global generator, Python's ``random``, NumPy's legacy generator and every generator held by a
-  layer (Dropout masks).
+  layer (Dropout masks);
+- the state carried between batches by ``stateful=True`` recurrent layers, and the running
+  state of stateful metrics (precision, AUC...), when the model and session have them;
+- the extra models and optimizers registered with ``Session.track``.
 
 Positions are *boundaries*: after a batch's step, its ``on_batch_end`` and its check (if one
 was due), or after an epoch's check and ``on_epoch_end``. :class:`cutedl.listeners.BackupAndRestore`
@@ -273,6 +276,9 @@ def capture(session) -> dict:
                 "train_epoch_start": data_now if state.epoch_done else state.epoch_data,
                 "train_now": data_now, "val": {} if val is None else generator_states(val)},
     }
+    carried = _carried_states(session.model)
+    if carried:
+        out["carried_states"] = carried
     metric_states = {k: m.get_state() for k, m in session.stateful_metrics["train"].items()}
     if metric_states:
         out["metrics"] = metric_states
@@ -288,6 +294,31 @@ def capture(session) -> dict:
     if strategy is not None:  # a data-parallel fit: the world size and every rank's generators
         out["strategy"] = strategy.get_state()
     return out
+
+
+def _stateful_layers(model) -> list:
+    """Layers that carry a state from batch to batch (``stateful=True`` RNNs): public ``states``
+    and ``reset_states(states)``."""
+    return [l for l in model.layers if getattr(l, "stateful", False) is True and hasattr(l, "states")]
+
+
+def _carried_states(model) -> dict:
+    """``{layer name: [state arrays] or None}`` of the stateful layers."""
+    return {l.name: None if l.states is None else [backend.to_host(a) for a in l.states]
+            for l in _stateful_layers(model)}
+
+
+def _check_carried(saved, model, who) -> None:
+    names = {l.name for l in _stateful_layers(model)}
+    if set(saved) != names:
+        raise ValueError(f"{who}: the checkpoint carries the states of the layers {sorted(saved)}, this model's "
+                         f"stateful layers are {sorted(names)}.")
+    for name, states in saved.items():
+        if states is None:
+            continue
+        if not isinstance(states, list) or not all(backend.is_host_array(a) and a.ndim == 2 and a.dtype.kind == "f"
+                                                   for a in states):
+            raise ValueError(f"{who}: the carried state of layer {name!r} is corrupt.")
 
 
 def _listener_state(lst) -> dict:
@@ -407,6 +438,8 @@ def restore(session, state: dict, path) -> dict:
             _check_global_states(rng["global"], who)
         except ValueError as err:
             raise ValueError(f"{who}: {err}") from None
+        carried = state.get("carried_states", {})
+        _check_carried(carried, model, who)
         metric_states = state.get("metrics", {})
         if set(metric_states) != set(session.stateful_metrics["train"]):
             raise ValueError(f"{who}: the checkpoint holds the accumulated metrics {sorted(metric_states)}, this "
@@ -438,6 +471,8 @@ def restore(session, state: dict, path) -> dict:
         session.state.load_dict(state, who)
         for k, st in metric_states.items():
             session.stateful_metrics["train"][k].set_state(st)
+        for layer in _stateful_layers(model):
+            layer.reset_states(carried[layer.name])
         for obj, st, what in gen_plan:
             set_generator_states(obj, st, what)
         _set_global_states(rng["global"])

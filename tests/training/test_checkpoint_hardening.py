@@ -159,3 +159,26 @@ def test_a_report_that_matplotlib_rejects_never_ends_training(tmp_path):
         h = session().fit(x, y, epochs=2, verbose=0,
                           listeners=[Huge(), listeners.FitReport(tmp_path / "r.png", budget=0)])
     assert len(h) == 2
+
+
+def test_a_stateful_rnn_resumes_bit_exact(tmp_path):
+    rs = np.random.default_rng(3)
+    x = rs.standard_normal((32, 4, 3)).astype(np.float32)
+    y = rs.standard_normal((32, 2)).astype(np.float32)
+
+    def run(d, stop=None):
+        cutedl.set_seed(9)
+        m = Model([layers.LSTM(2, inshape=(4, 3), stateful=True)]).assemble()
+        s = Session(m, "mse", optimizers.Adam(0.01))
+        extra = [StopAt(stop)] if stop else []
+        s.fit(Dataset(x, y, batch_size=8, shuffle=False), epochs=2, verbose=0,
+              listeners=[listeners.BackupAndRestore(tmp_path / d, every=1), *extra])
+        return m
+
+    straight = run("a")
+    run("b", stop=3)
+    resumed = run("b")
+    for u, v in zip(straight.get_weights(), resumed.get_weights()):
+        np.testing.assert_array_equal(u, v)
+    for u, v in zip(straight.layers[0].states, resumed.layers[0].states):
+        np.testing.assert_array_equal(u, v)
