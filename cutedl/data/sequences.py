@@ -41,7 +41,11 @@ def pad_sequences(sequences, maxlen: int | None = None, dtype="int32", padding: 
         ValueError: bad ``padding``/``truncating``/``maxlen``, a scalar instead of a sequence,
             or sequences whose steps differ in shape.
     """
-    flat, starts, lengths = _flatten(sequences, "pad_sequences")
+    try:
+        numeric = np.dtype(dtype).kind not in "OUS"
+    except TypeError:
+        numeric = True  # a bad dtype is reported below
+    flat, starts, lengths = _flatten(sequences, "pad_sequences", numeric)
     _check_sides(padding, truncating, "pad_sequences")
     if maxlen is None:
         maxlen = int(lengths.max()) if len(lengths) else 0
@@ -54,7 +58,7 @@ def pad_sequences(sequences, maxlen: int | None = None, dtype="int32", padding: 
     return _pad(flat, starts, lengths, maxlen, padding, truncating, value, dtype)
 
 
-def _flatten(sequences, who):
+def _flatten(sequences, who, numeric: bool = True):
     """All sequences concatenated: ``(flat, starts, lengths)``, flat ``(total, *sample_shape)``."""
     if isinstance(sequences, (str, bytes)) or not hasattr(sequences, "__len__"):
         raise TypeError(f"{who}: sequences must be a list of sequences, got {type(sequences).__name__}.")
@@ -67,6 +71,12 @@ def _flatten(sequences, who):
         if a.ndim == 0:
             raise ValueError(f"{who}: sequences must be a list of sequences, but item {i} is the scalar "
                              f"{a.item()!r}. Wrap a single sequence in a list: [seq].")
+        if a.dtype.kind not in "biuf" and numeric:
+            items = list(s) if isinstance(s, (list, tuple)) else list(a.ravel())
+            bad = next((v for v in items if not isinstance(v, (int, float, np.integer, np.floating))), items[0])
+            raise ValueError(f"{who}: sequence {i} holds the non-numeric value {bad!r} (dtype {a.dtype}); sequences "
+                             f"must hold numbers (token ids or features). Map tokens to ids first, and drop or "
+                             f"replace missing values (None).")
         arrays.append(a)
     nonempty = [a for a in arrays if len(a)]
     sample_shape = nonempty[0].shape[1:] if nonempty else ()
@@ -143,7 +153,7 @@ class SequenceDataset(Dataset):
     def __init__(self, sequences, y=None, batch_size: int = 32, shuffle: bool = True, maxlen: int | None = None,
                  padding: str = "pre", truncating: str = "pre", value=0, dtype=None,
                  bucket_batches: int = 20, drop_remainder: bool = False, seed=None):
-        flat, starts, lengths = _flatten(sequences, "SequenceDataset")
+        flat, starts, lengths = _flatten(sequences, "SequenceDataset", numeric=False)  # checked below
         _check_sides(padding, truncating, "SequenceDataset")
         if maxlen is not None:
             maxlen = _check_maxlen(maxlen, "SequenceDataset")

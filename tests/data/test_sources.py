@@ -121,3 +121,10 @@ def test_source_errors_teach():
 
     with pytest.raises(ValueError, match=r"must be a tuple \(x, y\)"):
         session().fit(Bad(), verbose=0)
+
+
+@pytest.mark.parametrize("bad, shown", [([[1, "a", 3]], "'a'"), ([[1, None]], "None")])
+def test_pad_sequences_names_a_non_numeric_element(bad, shown):
+    from cutedl.data import pad_sequences
+    with pytest.raises(ValueError, match=f"sequence 0 holds the non-numeric value {shown}"):
+        pad_sequences(bad)
