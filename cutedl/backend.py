@@ -209,33 +209,40 @@ def scatter_add(target, indices, values) -> None:
 
 
 # ---------------------------------------------------------------------------- random draws
-# Generators come from cutedl.rng (NumPy Generators, so that checkpoints can save their state).
-# On the NumPy backend the draw lands in place; another backend gets the host draw copied over
-# (the CuPy backend replaces these with device generators).
+# Generators come from cutedl.rng (NumPy Generators, so that checkpoints can save their state and
+# a run repeats bit for bit under cutedl.set_seed). On the NumPy backend the draw is made by that
+# generator directly. On the CuPy backend the host generator draws one 63-bit seed per call and a
+# CuPy generator seeded with it fills the array on the GPU: no array crosses host->device, the
+# stream is still fixed by the host generator's state (so checkpoints and set_seed keep working),
+# and a GPU run repeats bit for bit on the same GPU and CuPy version.
+def _device_gen(gen):
+    return xp.random.default_rng(int(gen.integers(0, 2**63 - 1)))
+
+
 def uniform(gen, shape, dtype=None):
     """Uniform [0, 1) samples of ``shape`` from generator ``gen``, as a device array of ``dtype``."""
     dt = resolve_dtype(dtype)
-    out = gen.random(shape, dtype=dt if dt in (np.float32, np.float64) else np.float64)
-    return out if xp is numpy else to_device(out)
+    if xp is numpy:
+        return gen.random(shape, dtype=dt)
+    return _device_gen(gen).random(shape, dtype=dt)
 
 
 def normal(gen, shape, dtype=None, loc: float = 0.0, scale: float = 1.0):
     """Normal(loc, scale) samples of ``shape`` from ``gen``, as a device array of ``dtype``."""
     dt = resolve_dtype(dtype)
-    out = gen.standard_normal(shape, dtype=dt)
+    out = gen.standard_normal(shape, dtype=dt) if xp is numpy else _device_gen(gen).standard_normal(shape, dtype=dt)
     if scale != 1.0:
         out *= dt.type(scale)
     if loc != 0.0:
         out += dt.type(loc)
-    return out if xp is numpy else to_device(out)
+    return out
 
 
 def bernoulli(gen, shape, keep: float, dtype=None):
     """A 0/1 mask of ``shape`` (1 with probability ``keep``) as a device array of ``dtype``."""
     dt = resolve_dtype(dtype)
-    u = gen.random(shape, dtype=dt)
-    mask = (u < keep).astype(dt)
-    return mask if xp is numpy else to_device(mask)
+    u = uniform(gen, shape, dt)
+    return (u < keep).astype(dt)
 
 
 if os.environ.get("CUTEDL_BACKEND"):
