@@ -4,6 +4,7 @@ Writes a PNG fit report (default ``reports/mnist_mlp.png``) and prints the test 
 
     python examples/mnist_mlp.py                 # full run, ~98% test accuracy
     python examples/mnist_mlp.py --epochs 1 --limit 2000   # a smoke run
+    mpiexec -n 4 python examples/mnist_mlp.py --distributed   # data-parallel over 4 ranks
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import time
 
 
 import cutedl
-from cutedl import Dataset, Model, Session, datasets, layers, listeners, losses, optimizers
+from cutedl import Dataset, Model, Session, datasets, distributed, layers, listeners, losses, optimizers
 
 
 def build_model(dropout: float = 0.0) -> Model:
@@ -40,7 +41,10 @@ def main(argv=None) -> dict:
     p.add_argument("--verbose", type=int, default=1)
     p.add_argument("--threads", type=int, default=None,
                    help="BLAS threads (cutedl.threads.set_num_threads); None leaves them as they are")
+    p.add_argument("--distributed", action="store_true", help="train data-parallel over the mpiexec ranks")
     args = p.parse_args(argv)
+    strategy = distributed.DataParallel() if args.distributed else None
+    main_rank = strategy is None or strategy.is_main()   # only rank 0 prints and saves
     if args.threads is not None:
         from cutedl import threads
 
@@ -49,10 +53,10 @@ def main(argv=None) -> dict:
     cutedl.set_seed(args.seed)
     (x_train, y_train), (x_val, y_val), (x_test, y_test) = datasets.mnist.load_vectors(limit=args.limit)
     model = build_model(args.dropout)
-    if args.verbose:
+    if args.verbose and main_rank:
         print(model.summary())
     sess = Session(model, loss=losses.CategoricalCrossentropy(), optimizer=optimizers.Adam(args.lr),
-                   metrics=["accuracy"])
+                   metrics=["accuracy"], strategy=strategy)
     t0 = time.perf_counter()
     history = sess.fit(Dataset(x_train, y_train, batch_size=args.batch_size), epochs=args.epochs,
                        val_data=Dataset(x_val, y_val, batch_size=1000, shuffle=False), val_epochs=1,
@@ -61,11 +65,12 @@ def main(argv=None) -> dict:
                        verbose=args.verbose)
     seconds = time.perf_counter() - t0
     test = sess.evaluate(Dataset(x_test, y_test, batch_size=1000, shuffle=False))
-    if args.save:
+    if args.save and main_rank:
         model.save(args.save)
-    print(f"test accuracy {test['accuracy']:.4f}  test loss {test['loss']:.4f}  "
-          f"epochs {history.stopped_epoch}  stop: {history.stop_reason}  "
-          f"best epoch {history.best['epoch']}  time {seconds:.1f}s  report {args.report}")
+    if main_rank:
+        print(f"test accuracy {test['accuracy']:.4f}  test loss {test['loss']:.4f}  "
+              f"epochs {history.stopped_epoch}  stop: {history.stop_reason}  "
+              f"best epoch {history.best['epoch']}  time {seconds:.1f}s  report {args.report}")
     return {"test_accuracy": test["accuracy"], "test_loss": test["loss"], "history": history,
             "seconds": seconds, "report": args.report}
 

@@ -186,3 +186,16 @@ def test_a_failing_rank_aborts_the_job_with_its_rank():
     assert "rank 1 of 2 failed" in res.stderr and "boom on purpose" in res.stderr, res.stderr[-2000:]
     assert "unreachable" not in res.stdout
     assert time.perf_counter() - t0 < 100
+
+
+@needs_mpi
+def test_examples_run_over_two_ranks(tmp_path):
+    res = mpirun(2, ROOT / "examples" / "distributed_mnist.py", "--epochs", "1", "--limit", "200", "--verbose", "0",
+                 "--report", tmp_path / "cnn.png", timeout=240)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert res.stdout.count("samples per rank [100, 100]") == 1 and res.stdout.count("test accuracy") == 1
+    assert (tmp_path / "cnn.png").exists()
+    res = mpirun(2, ROOT / "examples" / "mnist_mlp.py", "--distributed", "--epochs", "1", "--limit", "200",
+                 "--verbose", "0", "--report", tmp_path / "mlp.png", timeout=240)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert res.stdout.count("test accuracy") == 1 and (tmp_path / "mlp.png").exists()

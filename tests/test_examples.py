@@ -19,6 +19,10 @@ def _check_mnist_mlp(result):
     assert len(result["history"]) == 1
 
 
+def _check_distributed_mnist(result):
+    assert 0.0 <= result["test_accuracy"] <= 1.0 and result["samples_per_rank"] == [200]
+
+
 def _check_linear_regression(result):
     assert math.isfinite(result["w"]) and math.isfinite(result["b"])
     assert len(result["history"]) == 2
@@ -52,6 +56,7 @@ def _check_resume(result):
 
 SMOKE = {
     "mnist_mlp": (["--epochs", "1", "--limit", "300", "--verbose", "0"], _check_mnist_mlp),
+    "distributed_mnist": (["--epochs", "1", "--limit", "200", "--verbose", "0"], _check_distributed_mnist),
     "linear_regression": (["--epochs", "2", "--samples", "200"], _check_linear_regression),
     "early_stopping": (["--epochs", "3", "--limit", "300", "--patience", "0", "2", "--min-delta", "0", "0.01",
                         "--verbose", "0"], _check_early_stopping),
