@@ -20,14 +20,20 @@ import numbers
 __all__ = ["is_int", "is_number", "check_int", "check_number", "check_bool", "check_choice", "check_shape"]
 
 
+def _is_bool(value) -> bool:
+    """True for Python bools and NumPy bools (``numpy.bool_``, named ``numpy.bool`` in NumPy 2)."""
+    t = type(value)
+    return isinstance(value, bool) or (t.__module__ == "numpy" and t.__name__ in ("bool", "bool_"))
+
+
 def is_int(value) -> bool:
     """True for Python and NumPy integers, False for bools."""
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and type(value).__name__ != "bool_"
+    return isinstance(value, numbers.Integral) and not _is_bool(value)
 
 
 def is_number(value) -> bool:
     """True for real numbers (ints and floats, NumPy's included), False for bools."""
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and type(value).__name__ != "bool_"
+    return isinstance(value, numbers.Real) and not _is_bool(value)
 
 
 def _range_text(minimum, maximum, low_open=False, high_open=False) -> str:
@@ -81,7 +87,7 @@ def check_number(who: str, name: str, value, minimum: float | None = None, maxim
 
 def check_bool(who: str, name: str, value) -> bool:
     """``value`` as a bool: True/False (NumPy bools included) only."""
-    if isinstance(value, bool) or type(value).__name__ == "bool_":
+    if _is_bool(value):
         return bool(value)
     raise TypeError(f"{who}: {name} must be True or False, got {type(value).__name__} {value!r}.")
 

@@ -170,7 +170,6 @@ _PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "cutedl"
 _ALLOWED = {"backend.py", "_io.py"}
 
 
-@pytest.mark.xfail(strict=False, reason="boundary still being moved")
 def test_only_backend_imports_numpy():
     pattern = re.compile(r"^\s*(import numpy|from numpy)", re.MULTILINE)
     offenders = []

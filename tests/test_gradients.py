@@ -132,8 +132,16 @@ CASES.update(EMBEDDING_CASES)
 # ---- end of embedding cases ----
 
 
+CASES["InputLayer"] = [({"shape": (3, 2)}, (3, 2), False)]
+
+# Merge layers take a list of inputs: checked by test_merge_layer_gradients below.
+MERGE_CASES: dict = {"Add": ({}, 3), "Subtract": ({}, 2), "Multiply": ({}, 3), "Average": ({}, 3),
+                     "Maximum": ({}, 3), "Minimum": ({}, 3), "Concatenate": ({"axis": -1}, 3)}
+
+
 def test_every_layer_has_a_case():
-    missing = [n for n in layers.registry.names() if n not in CASES]
+    missing = [n for n in layers.registry.names() if n not in CASES and n not in MERGE_CASES
+               and not n.endswith("ForTest")]
     assert not missing, f"layers without a gradient check case: {missing}"
 
 
@@ -179,3 +187,31 @@ def test_check_gradients_copies_weights_of_a_built_layer():
     testing.check_gradients(layer)
     np.testing.assert_array_equal(layer.weight.value, before)
     assert layer.weight.value.dtype == np.float32
+
+
+@pytest.mark.parametrize("name", sorted(MERGE_CASES))
+def test_merge_layer_gradients(name):
+    """float64 central differences of sum(merge(xs) * r) for every input of a merge layer."""
+    kwargs, n = MERGE_CASES[name]
+    layer = layers.registry.lookup(name)(dtype="float64", **kwargs)
+    shape = (2, 3)
+    layer._build([shape] * n)
+    rs = np.random.default_rng(0)
+    xs = [rs.standard_normal((4,) + shape) for _ in range(n)]
+    r = rs.standard_normal(layer.forward(xs).shape)
+    grads = layer.backward(r)
+    for k, x in enumerate(xs):
+        num = np.zeros_like(x)
+        it = np.nditer(x, flags=["multi_index"])
+        for _ in it:
+            i = it.multi_index
+            old = x[i]
+            x[i] = old + 1e-6
+            up = float((layer.forward(xs) * r).sum())
+            x[i] = old - 1e-6
+            down = float((layer.forward(xs) * r).sum())
+            x[i] = old
+            num[i] = (up - down) / 2e-6
+        layer.forward(xs)
+        np.testing.assert_allclose(layer.backward(r)[k], num, rtol=1e-7, atol=1e-9, err_msg=f"{name} input {k}")
+        np.testing.assert_allclose(grads[k], num, rtol=1e-7, atol=1e-9)

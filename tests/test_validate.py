@@ -104,7 +104,6 @@ def test_check_bool():
     assert str(info.value) == "W: flag must be True or False, got int 1."
 
 
-@pytest.mark.xfail(strict=False, reason="check_bool looks for the type name 'bool_', which NumPy 2 renamed 'bool'")
 def test_check_bool_accepts_numpy_bools():
     assert check_bool("W", "flag", np.bool_(False)) is False
     assert check_bool("W", "flag", np.bool_(True)) is True
