@@ -193,6 +193,7 @@ class _Conv(Layer):
             y = xp.empty((self.filters,) + out_hw + (n,), dtype=self.dtype)
             for i in range(0, n, step):
                 y[..., i:i + step] = self._forward_chwn(x4[i:i + step], out_hw, pads, cache=False)
+            self._z = self._y = None   # a chunked forward keeps nothing for backward
         else:
             y = self._forward_chwn(x4, out_hw, pads, cache=keep)
         y = y.transpose(3, 0, 1, 2)  # CHWN memory seen as (N, F, Ho, Wo)
@@ -279,7 +280,7 @@ class Conv2D(_Conv):
         padding: ``'valid'`` (none), ``'same'`` (output ``ceil(in / stride)``; works for even kernels
             and strides > 1, the extra padding going after, like TensorFlow), an int, ``(ph, pw)``
             or ``((top, bottom), (left, right))``.
-        dilation_rate: int or ``(dh, dw)`` (default 1; not with strides > 1).
+        dilation_rate: int or ``(dh, dw)`` (default 1; may be combined with strides > 1).
         activation: name or object (default linear).
         use_bias: add a per-filter bias.
         kernel_initializer / bias_initializer, kernel_regularizer / bias_regularizer: as in Dense.
