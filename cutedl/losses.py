@@ -35,6 +35,8 @@ predictions are cast to ``backend.floatx()``). The gradient has the dtype of the
 """
 from __future__ import annotations
 
+import math
+
 from cutedl import backend
 from cutedl._registry import Registry
 from cutedl._validate import check_bool, check_number
@@ -128,8 +130,8 @@ class Loss:
     def with_logits(self) -> "Loss":
         """A new instance of this loss that takes logits (``from_logits=True``), options kept."""
         if self.output_activation is None:
-            raise TypeError(f"{type(self).__name__} has no from_logits form: only the crossentropies "
-                            f"(binary, categorical, sparse categorical) can fuse with an activation.")
+            raise TypeError(f"{type(self).__name__} has no from_logits form: only losses of probabilities "
+                            f"(the crossentropies, focal crossentropy, KL divergence) can fuse with an activation.")
         cfg = self.get_config()
         cfg["from_logits"] = True
         return type(self)(**cfg)
@@ -278,15 +280,21 @@ class Huber(Loss):
     ``e = y_pred - y_true``.
 
     Args:
-        delta: where the loss turns from quadratic to linear (> 0).
+        delta: where the loss turns from quadratic to linear (> 0). ``float('inf')`` is allowed
+            and means quadratic everywhere, as in Keras: ``0.5 * e**2``, i.e. half the
+            :class:`MeanSquaredError` (and half its gradient).
     """
 
     def __init__(self, delta: float = 1.0):
-        self.delta = check_number("Huber", "delta", delta, minimum=0, low_open=True)
+        self.delta = check_number("Huber", "delta", delta, minimum=0, low_open=True, finite=False,
+                                  what="a number > 0 (inf: quadratic everywhere)")
 
     def _forward(self, y_true, y_pred):
         xp = backend.xp
         d = y_pred - y_true
+        if self.delta == math.inf:
+            # no linear part: the split below would compute inf * 0 = NaN
+            return 0.5 * xp.mean(d * d), d
         a = xp.abs(d)
         # split |e| into its quadratic part (up to delta) and the linear rest: no branches
         quad = xp.minimum(a, self.delta)
@@ -294,6 +302,8 @@ class Huber(Loss):
         return xp.mean(0.5 * quad * quad + self.delta * lin), d
 
     def _backward(self, d):
+        if self.delta == math.inf:
+            return d * (1.0 / d.size)
         return backend.xp.clip(d, -self.delta, self.delta) * (1.0 / d.size)
 
     def get_config(self) -> dict:
@@ -362,6 +372,52 @@ def _classes_of(loss: Loss, y_pred) -> int:
     return y_pred.shape[-1]
 
 
+def _batch_shape(shape) -> str:
+    """``(batch, 10)`` for ``(2, 10)``: the batch size of one call (a 2-sample probe, the last
+    short batch) says nothing about the data, so messages about targets leave it out."""
+    return "(" + ", ".join(["batch"] + [str(d) for d in shape[1:]]) + ("," if len(shape) == 1 else "") + ")"
+
+
+def one_hot_targets_message(who: str, true_shape, pred_shape) -> str:
+    """The error for targets that do not match a one-hot loss's ``y_pred`` (integer labels or a
+    wrong class count), with the label array's trailing shape against the output's."""
+    classes = pred_shape[-1]
+    if true_shape in (pred_shape[:-1], pred_shape[:-1] + (1,)):
+        return (f"{who} expects one-hot targets shaped like the outputs, got labels of shape "
+                f"{_batch_shape(true_shape)} but outputs {_batch_shape(pred_shape)}: these look like integer "
+                f"class labels. Either use SparseCategoricalCrossentropy ('sparse_categorical_crossentropy') "
+                f"with the labels as they are, or one-hot encode them: y = cutedl.datasets.one_hot(y, {classes}).")
+    return (f"{who} expected y_true of shape {_batch_shape(pred_shape)} (the shape of y_pred), got "
+            f"{_batch_shape(true_shape)}. Make the last layer output one unit per class and one-hot encode "
+            f"the targets with that many classes: y = cutedl.datasets.one_hot(y, {classes}).")
+
+
+def _one_hot_targets(loss: Loss, y_true, y_pred, label_smoothing: float = 0.0):
+    """One-hot (or distribution) targets shaped like ``y_pred``, cast to its dtype and smoothed."""
+    classes = _classes_of(loss, y_pred)
+    if y_true.shape != y_pred.shape:
+        raise ValueError(one_hot_targets_message(type(loss).__name__, y_true.shape, y_pred.shape))
+    t = y_true.astype(y_pred.dtype, copy=False)
+    if label_smoothing:
+        t = t * (1.0 - label_smoothing) + label_smoothing / classes
+    return t
+
+
+def _softmax(z, temperature: float = 1.0):
+    """softmax(z / temperature) over the last axis, and its normaliser pieces for log-softmax.
+
+    Returns ``(p, shifted, s)`` with ``shifted = (z - max z) / temperature`` and
+    ``s = sum(exp(shifted))``: ``log p = shifted - log s`` (exp of values <= 0 never overflows).
+    """
+    xp = backend.xp
+    shifted = z - z.max(axis=-1, keepdims=True)
+    if temperature != 1.0:
+        shifted = shifted / temperature
+    e = xp.exp(shifted)
+    s = e.sum(axis=-1, keepdims=True)
+    return e / s, shifted, s
+
+
 @registry.register("categorical_crossentropy", "cce")
 class CategoricalCrossentropy(Loss):
     """-sum(y * log p) over the class axis (the last), mean over the batch (and time steps).
@@ -383,21 +439,7 @@ class CategoricalCrossentropy(Loss):
         self.label_smoothing = _check_label_smoothing("CategoricalCrossentropy", label_smoothing)
 
     def _targets(self, y_true, y_pred):
-        classes = _classes_of(self, y_pred)
-        if y_true.shape != y_pred.shape:
-            if y_true.shape == y_pred.shape[:-1] or y_true.shape == y_pred.shape[:-1] + (1,):
-                raise ValueError(
-                    f"CategoricalCrossentropy expected one-hot y_true of shape {y_pred.shape} (like y_pred), "
-                    f"got {y_true.shape}: these look like integer class labels. Use "
-                    f"SparseCategoricalCrossentropy ('sparse_categorical_crossentropy'), or one-hot encode "
-                    f"them with np.eye({classes}, dtype='float32')[labels.reshape({y_pred.shape[:-1]})].")
-            raise ValueError(f"CategoricalCrossentropy expected y_true of shape {y_pred.shape} (the shape of "
-                             f"y_pred), got {y_true.shape}. Make the last layer output one unit per class "
-                             f"and one-hot encode the targets with that many classes.")
-        t = y_true.astype(y_pred.dtype, copy=False)
-        if self.label_smoothing:
-            t = t * (1.0 - self.label_smoothing) + self.label_smoothing / classes
-        return t
+        return _one_hot_targets(self, y_true, y_pred, self.label_smoothing)
 
     def _forward(self, t, y_pred):
         xp = backend.xp
@@ -428,6 +470,148 @@ class CategoricalCrossentropy(Loss):
 
     def get_config(self) -> dict:
         return {"from_logits": self.from_logits, "label_smoothing": self.label_smoothing}
+
+
+@registry.register("kl_divergence", "kld", "kullback_leibler_divergence")
+class KLDivergence(Loss):
+    """Kullback-Leibler divergence ``sum(y * log(y / p))`` over the class axis (the last), mean
+    over the batch (and time steps), as Keras' KLDivergence.
+
+    As Keras, both distributions are clipped to ``[1e-7, 1]`` first, so a zero target entry costs
+    ``1e-7 * log(1e-7 / p)`` (tiny) instead of 0, and ``p`` is *not* renormalised. The gradient is
+    that of the clipped function (zero through a clipped prediction).
+
+    Args:
+        from_logits: ``y_pred`` holds logits z and ``p = softmax(z / temperature)``, computed with
+            log-softmax (finite for any finite logits). Keras' KLDivergence has no such option;
+            ours also lets a model ending in softmax train on its logits (the Session fuses it).
+        temperature: > 0, with ``from_logits=True`` only: the distillation temperature T. The loss
+            is then multiplied by ``T**2`` (Hinton et al. 2015), so that its gradient keeps the
+            same scale whatever T: ``T**2 * KL(y || softmax(z / T))``.
+    Shapes:
+        y_pred ``(batch, classes)`` or ``(batch, T, classes)``; y_true the same shape, a
+        probability distribution along the last axis.
+
+    Knowledge distillation: the targets are the teacher's soft predictions at temperature T,
+    the student ends in a plain Dense (logits)::
+
+        >>> T = 4.0
+        >>> soft = teacher_logits / T
+        >>> soft = np.exp(soft - soft.max(-1, keepdims=True))
+        >>> soft /= soft.sum(-1, keepdims=True)                   # softmax(teacher_logits / T)
+        >>> student = Model([..., layers.Dense(10)]).assemble()   # no activation: logits
+        >>> Session(student, KLDivergence(from_logits=True, temperature=T), 'adam').fit(x, soft)
+
+    (The usual recipe mixes this with the crossentropy on the true labels, ``alpha * KL +
+    (1 - alpha) * CE``: a model with two outputs and ``loss_weights``, or a custom train step.)
+    Without ``from_logits``, pass probabilities already softened (``softmax(z / T)``) and
+    multiply by ``T**2`` yourself (e.g. in ``loss_weights``).
+    """
+
+    output_activation = "softmax"
+
+    def __init__(self, from_logits: bool = False, temperature: float = 1.0):
+        self.from_logits = check_bool("KLDivergence", "from_logits", from_logits)
+        self.temperature = check_number("KLDivergence", "temperature", temperature, minimum=0, low_open=True)
+        if self.temperature != 1.0 and not self.from_logits:
+            raise ValueError(f"KLDivergence: temperature={temperature!r} needs from_logits=True (the "
+                             f"temperature divides logits). Give the student a linear last layer and pass "
+                             f"from_logits=True, or soften probabilities yourself and keep temperature=1.")
+
+    def _targets(self, y_true, y_pred):
+        return backend.xp.clip(_one_hot_targets(self, y_true, y_pred), EPSILON, 1.0)
+
+    def _forward(self, t, y_pred):
+        xp = backend.xp
+        n = y_pred.size // y_pred.shape[-1]  # samples x time steps
+        tlogt = xp.sum(t * xp.log(t))
+        if self.from_logits:
+            temp = self.temperature
+            q, shifted, s = _softmax(y_pred, temp)
+            tsum = t.sum(axis=-1, keepdims=True)
+            # sum t log(t / q) with log q = shifted - log s
+            value = (tlogt - xp.sum(t * shifted) + xp.sum(tsum * xp.log(s))) * (temp * temp / n)
+            return value, (q, t, tsum, n)
+        pc = xp.clip(y_pred, EPSILON, 1.0)
+        value = (tlogt - xp.sum(t * xp.log(pc))) / n
+        return value, (y_pred, pc, t, n)
+
+    def _backward(self, cache):
+        if self.from_logits:
+            q, t, tsum, n = cache
+            # d/dz of T^2 (sum(t) log sum e^(z/T) - t.z/T): T (softmax(z/T) sum(t) - t)
+            return (q * tsum - t) * (self.temperature / n)
+        p, pc, t, n = cache
+        return (pc == p) * t / (pc * -n)  # -t / p where p was not clipped
+
+    def get_config(self) -> dict:
+        return {"from_logits": self.from_logits, "temperature": self.temperature}
+
+
+@registry.register("categorical_focal_crossentropy", "focal_crossentropy", "categorical_focal")
+class CategoricalFocalCrossentropy(Loss):
+    """Focal loss (Lin et al. 2017) for one-hot targets, Keras 3's definition::
+
+        p = y_pred / sum(y_pred)         (p = softmax(z) with from_logits), then clipped to [1e-7, 1 - 1e-7]
+        loss = -sum(alpha * (1 - p)**gamma * y * log p)   over the class axis (the last)
+
+    mean over the batch (and time steps). ``(1 - p)**gamma`` shrinks the loss of well-classified
+    samples so training concentrates on the hard ones; ``gamma=0, alpha=1`` is the categorical
+    crossentropy. The gradient is that of the clipped function.
+
+    Args:
+        alpha: weight of every class's term (>= 0; default 0.25).
+        gamma: focusing parameter (>= 0; default 2.0).
+        from_logits: ``y_pred`` holds logits z (p = softmax(z)) instead of probabilities.
+        label_smoothing: targets become ``y * (1 - label_smoothing) + label_smoothing / classes``.
+    Shapes:
+        y_pred ``(batch, classes)`` or ``(batch, T, classes)``; y_true the same shape, one-hot.
+        For integer labels one-hot encode them first (``cutedl.datasets.one_hot``).
+    """
+
+    output_activation = "softmax"
+
+    def __init__(self, alpha: float = 0.25, gamma: float = 2.0, from_logits: bool = False,
+                 label_smoothing: float = 0.0):
+        who = "CategoricalFocalCrossentropy"
+        self.alpha = check_number(who, "alpha", alpha, minimum=0)
+        self.gamma = check_number(who, "gamma", gamma, minimum=0)
+        self.from_logits = check_bool(who, "from_logits", from_logits)
+        self.label_smoothing = _check_label_smoothing(who, label_smoothing)
+
+    def _targets(self, y_true, y_pred):
+        return _one_hot_targets(self, y_true, y_pred, self.label_smoothing)
+
+    def _forward(self, t, y_pred):
+        xp = backend.xp
+        n = y_pred.size // y_pred.shape[-1]  # samples x time steps
+        if self.from_logits:
+            p, _, _ = _softmax(y_pred)
+            s = None
+        else:
+            s = xp.maximum(y_pred.sum(axis=-1, keepdims=True), xp.finfo(y_pred.dtype).tiny)
+            p = y_pred / s
+        pc = xp.clip(p, EPSILON, 1.0 - EPSILON)
+        logp = xp.log(pc)
+        one_minus = 1.0 - pc
+        mod = one_minus ** self.gamma  # (1 - p)^gamma
+        value = -self.alpha * xp.sum(mod * t * logp) / n
+        return value, (p, s, pc, logp, one_minus, mod, t, n)
+
+    def _backward(self, cache):
+        xp = backend.xp
+        p, s, pc, logp, one_minus, mod, t, n = cache
+        # f = -alpha t (1 - p)^g log p:  df/dp = alpha t (g (1 - p)^(g - 1) log p - (1 - p)^g / p)
+        # (1 - p)^(g - 1) = mod / (1 - p): 1 - p >= 1e-7 after the clip
+        g = t * (pc == p) * (self.gamma * mod / one_minus * logp - mod / pc)  # t first: bool * float is float64
+        g *= self.alpha / n
+        # through the normalisation p = y / S (or p = softmax(z)): both give p * (g - sum(g p)) up to 1 / S
+        proj = g - (g * p).sum(axis=-1, keepdims=True)
+        return p * proj if self.from_logits else proj / s
+
+    def get_config(self) -> dict:
+        return {"alpha": self.alpha, "gamma": self.gamma, "from_logits": self.from_logits,
+                "label_smoothing": self.label_smoothing}
 
 
 def sparse_labels(who: str, y_true, y_pred):

@@ -104,6 +104,21 @@ def test_regression_hand_values():
     assert losses.get("huber")(t, p) == pytest.approx((0.5 + 2.5) / 4)
 
 
+@pytest.mark.parametrize("delta", [math.inf, np.inf, 1e308])
+def test_huber_with_infinite_delta_is_half_the_mse(rs, delta):
+    # Keras semantics: delta = inf has no linear part, 0.5 * e**2 everywhere (it used to give NaN:
+    # inf * 0 in the linear term); a huge finite delta is the same loss
+    t = rs.standard_normal((5, 3))
+    p = t + rs.standard_normal((5, 3)) * 100
+    loss = losses.Huber(delta=delta)
+    value = loss(t, p)
+    assert math.isfinite(value) and value == pytest.approx(0.5 * ref_mse(t, p), rel=1e-12)
+    mse = losses.MeanSquaredError()
+    mse(t, p)
+    np.testing.assert_allclose(loss.backward(), 0.5 * mse.backward(), rtol=1e-12)
+    assert losses.get(losses.serialize(loss)).get_config() == {"delta": float(delta)}
+
+
 def test_regression_trailing_axis_of_one_is_aligned(rs):
     t = rs.standard_normal(6)
     p = rs.standard_normal((6, 1))
@@ -201,22 +216,31 @@ def test_fused_softmax_gradient_is_softmax_minus_target(rs):
 
 
 def _case(name, from_logits, rs):
-    """(loss, y_pred float64, y_true) with predictions away from clip boundaries and kinks."""
+    """(loss, y_pred float64, y_true) with predictions away from clip boundaries and kinks.
+
+    Every registered loss needs a branch here: an unknown name fails its gradient check.
+    """
     cls = losses.registry.classes()[name]
     loss = cls(from_logits=True) if from_logits else cls()
     if name == "binary_crossentropy":
         x = rs.standard_normal((4, 3)) * 2 if from_logits else rs.uniform(0.1, 0.9, (4, 3))
         return loss, x, rs.integers(0, 2, (4, 3))
-    if name == "categorical_crossentropy":
+    if name in ("categorical_crossentropy", "categorical_focal_crossentropy"):
         z = rs.standard_normal((4, 5))
         return loss, (z if from_logits else softmax64(z)), np.eye(5)[rs.integers(0, 5, 4)]
+    if name == "kl_divergence":
+        # soft targets (a teacher's distribution), so that every class term counts
+        z = rs.standard_normal((4, 5))
+        return loss, (z if from_logits else softmax64(z)), softmax64(rs.standard_normal((4, 5)))
     if name == "sparse_categorical_crossentropy":
         z = rs.standard_normal((4, 5))
         return loss, (z if from_logits else softmax64(z)), rs.integers(0, 5, 4)
-    # regression: errors in (0.2, 0.8) or (1.2, 1.8) in size, far from 0 (MAE kink) and from 1 (Huber's)
-    t = rs.standard_normal((4, 3))
-    mag = np.where(rs.random((4, 3)) < 0.5, rs.uniform(0.2, 0.8, (4, 3)), rs.uniform(1.2, 1.8, (4, 3)))
-    return loss, t + mag * rs.choice([-1.0, 1.0], (4, 3)), t
+    if name in ("mse", "mae", "huber"):
+        # errors in (0.2, 0.8) or (1.2, 1.8) in size, far from 0 (MAE kink) and from 1 (Huber's)
+        t = rs.standard_normal((4, 3))
+        mag = np.where(rs.random((4, 3)) < 0.5, rs.uniform(0.2, 0.8, (4, 3)), rs.uniform(1.2, 1.8, (4, 3)))
+        return loss, t + mag * rs.choice([-1.0, 1.0], (4, 3)), t
+    raise AssertionError(f"loss {name!r} is registered but has no gradient-check case in tests/test_losses.py::_case")
 
 
 _GRAD_CASES = [(name, fl) for name, cls in losses.registry.classes().items()
@@ -230,7 +254,7 @@ def test_gradients_of_every_registered_loss(name, from_logits):
     assert report["input"] < 1e-7
 
 
-@pytest.mark.parametrize("name", ["binary_crossentropy", "categorical_crossentropy"])
+@pytest.mark.parametrize("name", ["binary_crossentropy", "categorical_crossentropy", "categorical_focal_crossentropy"])
 def test_gradients_with_label_smoothing(name):
     rs = np.random.default_rng(3)
     for from_logits in (False, True):
@@ -245,6 +269,31 @@ def test_gradients_of_sequence_losses():
     check_gradients(losses.SparseCategoricalCrossentropy(from_logits=True), x=z, y=rs.integers(0, 4, (2, 3)))
     check_gradients(losses.SparseCategoricalCrossentropy(), x=softmax64(z), y=rs.integers(0, 4, (2, 3)))
     check_gradients(losses.CategoricalCrossentropy(), x=softmax64(z) * 3.0, y=np.eye(4)[rs.integers(0, 4, (2, 3))])
+    check_gradients(losses.KLDivergence(from_logits=True, temperature=2.0), x=z, y=softmax64(rs.standard_normal(z.shape)))
+    check_gradients(losses.KLDivergence(), x=softmax64(z), y=softmax64(rs.standard_normal(z.shape)))
+    check_gradients(losses.CategoricalFocalCrossentropy(), x=softmax64(z) * 3.0, y=np.eye(4)[rs.integers(0, 4, (2, 3))])
+    check_gradients(losses.CategoricalFocalCrossentropy(from_logits=True), x=z, y=np.eye(4)[rs.integers(0, 4, (2, 3))])
+
+
+@pytest.mark.parametrize("kwargs", [{"gamma": 0.0}, {"gamma": 0.5, "alpha": 1.0}, {"gamma": 3.0, "alpha": 0.6},
+                                    {"gamma": 1.5, "from_logits": True, "label_smoothing": 0.1}])
+def test_gradients_of_focal_crossentropy_options(kwargs):
+    rs = np.random.default_rng(4)
+    z = rs.standard_normal((5, 4))
+    x = z if kwargs.get("from_logits") else softmax64(z)
+    check_gradients(losses.CategoricalFocalCrossentropy(**kwargs), x=x, y=np.eye(4)[rs.integers(0, 4, 5)])
+
+
+@pytest.mark.parametrize("temperature", [0.5, 1.0, 4.0])
+def test_gradients_of_kl_divergence_with_temperature(temperature):
+    rs = np.random.default_rng(6)
+    check_gradients(losses.KLDivergence(from_logits=True, temperature=temperature), x=rs.standard_normal((5, 4)) * 2,
+                    y=softmax64(rs.standard_normal((5, 4))))
+
+
+def test_gradient_of_huber_with_infinite_delta():
+    loss, x, y = _case("huber", False, np.random.default_rng(8))
+    check_gradients(losses.Huber(delta=math.inf), x=x, y=y)
 
 
 # --- extreme logits ---------------------------------------------------------------------------------
@@ -375,13 +424,28 @@ def test_config_round_trip(loss):
 
 
 def test_cce_with_integer_labels_suggests_sparse():
-    with pytest.raises(ValueError, match=r"CategoricalCrossentropy expected one-hot y_true of shape \(4, 3\).*"
-                                         r"got \(4,\).*SparseCategoricalCrossentropy.*np\.eye\(3"):
+    with pytest.raises(ValueError, match=r"CategoricalCrossentropy expects one-hot targets shaped like the outputs, "
+                                         r"got labels of shape \(batch,\) but outputs \(batch, 3\).*"
+                                         r"SparseCategoricalCrossentropy.*cutedl\.datasets\.one_hot\(y, 3\)"):
         losses.get("cce")(np.array([0, 1, 2, 0]), np.full((4, 3), 1 / 3))
 
 
+@pytest.mark.parametrize("batch", [1, 2, 64])
+def test_cce_integer_labels_message_has_no_batch_specific_shapes(batch):
+    # the Session probes a loss with 2 samples: the fix must not read "(2, 10)" or "reshape((2,))"
+    for labels, outputs, want in (((batch,), (batch, 10), r"\(batch,\) but outputs \(batch, 10\)"),
+                                  ((batch, 1), (batch, 10), r"\(batch, 1\) but outputs \(batch, 10\)"),
+                                  ((batch, 20), (batch, 20, 10), r"\(batch, 20\) but outputs \(batch, 20, 10\)")):
+        with pytest.raises(ValueError, match=want) as err:
+            losses.get("cce")(np.zeros(labels, dtype=np.int64), np.full(outputs, 0.1))
+        text = str(err.value)
+        assert f"({batch}," not in text and "np.eye" not in text and "reshape" not in text
+        assert "cutedl.datasets.one_hot(y, 10)" in text and "SparseCategoricalCrossentropy" in text
+
+
 def test_cce_wrong_class_count():
-    with pytest.raises(ValueError, match=r"CategoricalCrossentropy expected y_true of shape \(4, 3\).*got \(4, 5\)"):
+    with pytest.raises(ValueError, match=r"CategoricalCrossentropy expected y_true of shape \(batch, 3\).*"
+                                         r"got \(batch, 5\).*one_hot\(y, 3\)"):
         losses.get("cce")(np.eye(5)[[0, 1, 2, 3]], np.full((4, 3), 1 / 3))
 
 
@@ -454,5 +518,9 @@ def test_backward_before_call():
 def test_bad_options():
     with pytest.raises(ValueError, match=r"label_smoothing must be a finite number in \[0, 1\], got 1.5"):
         losses.CategoricalCrossentropy(label_smoothing=1.5)
-    with pytest.raises(ValueError, match="delta must be a finite number > 0, got 0"):
+    with pytest.raises(ValueError, match=r"delta must be a number > 0 \(inf: quadratic everywhere\), got 0"):
         losses.Huber(delta=0)
+    with pytest.raises(ValueError, match=r"Huber: delta must be a number > 0.*got nan"):
+        losses.Huber(delta=float("nan"))
+    with pytest.raises(ValueError, match=r"Huber: delta must be a number > 0.*got -inf"):
+        losses.Huber(delta=-math.inf)
