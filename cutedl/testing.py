@@ -160,3 +160,449 @@ def check_gradients(target, x=None, inshape=None, y=None, batch_size: int = 3, t
             raise GradientCheckError(f"layer {layer.describe()}: backward did not set {p.name}.grad.")
         report[p.name] = _compare(p.name, grads[p.name], numerical_gradient(f, p.value, eps), rtol, atol)
     return report
+
+
+# ---------------------------------------------------------------------------- whole-model check
+def _table(header, rows) -> str:
+    """Rows of strings as aligned columns under ``header``, with a rule below it."""
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    fmt = lambda r: "  ".join(f"{str(c):<{w}}" for c, w in zip(r, widths)).rstrip()  # noqa: E731
+    return "\n".join([fmt(header), "  ".join("-" * w for w in widths).rstrip()] + [fmt(r) for r in rows])
+
+
+def _fmt_err(v) -> str:
+    return "-" if v is None else f"{v:.1e}"
+
+
+def _float64_config(value):
+    """A model or layer config with every 'float32' dtype entry (nested layers included) as 'float64'."""
+    if isinstance(value, dict):
+        return {k: ("float64" if k == "dtype" and v == "float32" else _float64_config(v)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_float64_config(v) for v in value]
+    return value
+
+
+def model_copy(model, dtype=None, custom_objects: dict | None = None):
+    """A new, assembled model with ``model``'s architecture and weights (``dtype``: 'float64' for a
+    float64 copy; None keeps the model's). Built from ``get_config`` / ``from_config``, so layers of
+    your own classes need ``@cutedl.layers.register`` or ``custom_objects``. The original is not
+    touched: training the copy never changes it.
+    """
+    from cutedl.model import Model
+
+    if not isinstance(model, Model):
+        raise TypeError(f"model_copy expects a cutedl Model, got {type(model).__name__}.")
+    if not model.assembled:
+        raise RuntimeError("model_copy: the model is not assembled; call model.assemble() first.")
+    cfg = model.get_config()
+    old = backend.floatx()
+    if dtype is not None:
+        dtype = backend.resolve_dtype(dtype)
+        if dtype == np.float64:
+            cfg = _float64_config(cfg)
+        backend.set_floatx(dtype)
+    try:
+        clone = Model.from_config(cfg, custom_objects).assemble()
+    finally:
+        backend.set_floatx(old)
+    clone.set_weights([backend.to_host(w) for w in model.get_weights()])
+    return clone
+
+
+def _host_batch(a, who: str, what: str):
+    """Host copies of a batch (an array or a tuple/list of them): floats as float64, others kept."""
+    if isinstance(a, (tuple, list)):
+        return tuple(_host_batch(v, who, what) for v in a)
+    a = backend.to_host(a) if backend.is_array(a) else backend.as_array(a, who, what)
+    return a.astype(np.float64) if a.dtype.kind == "f" else np.array(a)
+
+
+def _rows(a, n):
+    return tuple(v[:n] for v in a) if isinstance(a, tuple) else a[:n]
+
+
+def _copy_loss(loss):
+    """A fresh loss (list, dict) equal to ``loss``, so a check never shares a loss's cache."""
+    from cutedl import losses
+
+    if isinstance(loss, dict):
+        return {k: _copy_loss(v) for k, v in loss.items()}
+    if isinstance(loss, (list, tuple)):
+        return [_copy_loss(v) for v in loss]
+    fn = losses.get(loss)
+    return losses.get(losses.registry.serialize(fn))
+
+
+def _session_loss(model, loss, who):
+    if loss is not None:
+        return loss
+    try:
+        return model.session.loss
+    except RuntimeError:
+        raise ValueError(f"{who}: pass loss=... (the model is not compiled, so it has no loss of its own).") from None
+
+
+class _Probe:
+    """Instance-level hooks on a model's layers: adds a perturbation to a layer's output, records
+    the gradient each layer's backward receives and the masks layers compute. Removed on exit."""
+
+    def __init__(self, model):
+        self.model = model
+        self.deltas: dict = {}
+        self.out_grads: dict = {}
+        self.out_shapes: dict = {}
+        self.outputs: dict = {}
+        self.masks: list = []
+        self.keep_outputs = False
+
+    def __enter__(self):
+        for layer in self.model.layers:
+            self._hook(layer)
+        return self
+
+    def __exit__(self, *exc):
+        for layer in self.model.layers:
+            for name in ("forward", "backward", "compute_mask"):
+                layer.__dict__.pop(name, None)
+
+    def _hook(self, layer):
+        forward, backward, compute_mask = layer.forward, layer.backward, layer.compute_mask
+        name = layer.name
+
+        def hooked_forward(*args, **kwargs):
+            out = forward(*args, **kwargs)
+            if not backend.is_array(out):  # a list of outputs (return_state): not probed
+                return out
+            self.out_shapes[name] = out.shape
+            delta = self.deltas.get(name)
+            if delta is not None:
+                out = out + delta
+            if self.keep_outputs:
+                self.outputs.setdefault(name, []).append(backend.to_host(out))
+            return out
+
+        def hooked_backward(grad):
+            if backend.is_array(grad):
+                self.out_grads[name] = backend.to_host(grad).astype(np.float64)
+            return backward(grad)
+
+        def hooked_compute_mask(*args, **kwargs):
+            m = compute_mask(*args, **kwargs)
+            self.masks.append(None if m is None else backend.to_host(m).copy())
+            return m
+
+        layer.forward, layer.backward, layer.compute_mask = hooked_forward, hooked_backward, hooked_compute_mask
+
+
+def _same_masks(a, b) -> bool:
+    return len(a) == len(b) and all((u is None and v is None) or (u is not None and v is not None and u.shape == v.shape
+                                    and bool((u == v).all())) for u, v in zip(a, b))
+
+
+class GradientRow:
+    """One layer of a :class:`ModelGradientCheck`: max relative errors of what its backward produced.
+
+    Attributes:
+        layer, kind: the layer's name and class name.
+        output_error: error of the gradient the layer *received* (dL/d its output; None when not
+            checked: a shared layer, or a layer whose output gets no gradient).
+        param_errors: ``{param name: error}`` (None: a param backward leaves without a gradient,
+            such as BatchNormalization's moving statistics).
+        passed_error: error of the gradient the layer *passed back* (dL/d its inputs, that is the
+            output errors of the layers or model inputs feeding it; None when not checked).
+        skipped: elements left out because a perturbation changed a mask (a discontinuity).
+    """
+
+    def __init__(self, layer, kind):
+        self.layer, self.kind = layer, kind
+        self.output_error = None
+        self.param_errors: dict = {}
+        self.passed_error = None
+        self.skipped = 0
+        self.ok = True
+
+    @property
+    def param_error(self):
+        errs = [e for e in self.param_errors.values() if e is not None]
+        return max(errs) if errs else None
+
+    def __repr__(self) -> str:
+        return (f"GradientRow({self.layer!r}, output_error={self.output_error}, param_error={self.param_error}, "
+                f"passed_error={self.passed_error}, ok={self.ok})")
+
+
+def _max_error(rows, inputs) -> float:
+    errs = [e for r in rows for e in (r.output_error, r.param_error) if e is not None]
+    return max(errs + [e for e in inputs.values() if e is not None], default=0.0)
+
+
+class ModelGradientCheck:
+    """What :func:`check_model_gradients` found: a per-layer table of max relative errors.
+
+    Attributes:
+        rows: one :class:`GradientRow` per layer, in forward order.
+        inputs: ``{input name: error}`` (None for an integer input: ids have no gradient).
+        first_failure: the name of the layer whose backward first goes wrong, walking from the
+            loss towards the inputs (``'loss'`` when the loss's own gradient is wrong), or None.
+        message: one sentence saying what disagrees, or that all agree.
+        ok: True when every checked gradient agrees within ``rtol``.
+        max_error: the largest relative error seen.
+    """
+
+    def __init__(self, rows, inputs, first_failure, message, rtol, eps, elements):
+        self.rows, self.inputs, self.first_failure, self.message = rows, inputs, first_failure, message
+        self.rtol, self.eps, self.elements = rtol, eps, elements
+        self.input_skipped: dict = {}
+
+    @property
+    def ok(self) -> bool:
+        return self.first_failure is None
+
+    @property
+    def max_error(self) -> float:
+        return _max_error(self.rows, self.inputs)
+
+    def row(self, layer: str) -> GradientRow:
+        for r in self.rows:
+            if r.layer == layer:
+                return r
+        raise KeyError(f"no layer {layer!r} in this check; layers: {[r.layer for r in self.rows]}.")
+
+    def raise_if_failed(self) -> None:
+        """Raise :class:`GradientCheckError` with :attr:`message` unless every gradient agrees."""
+        if not self.ok:
+            raise GradientCheckError(self.message)
+
+    def __str__(self) -> str:
+        head = ("layer", "type", "dL/d output", "params", "dL/d inputs", "skipped", "")
+        rows = [(f"input {name}", "Input", "-", "-", "integer ids" if e is None else _fmt_err(e),
+                 str(self.input_skipped.get(name, 0) or ""), "") for name, e in self.inputs.items()]
+        for r in self.rows:
+            mark = "<- first to disagree" if r.layer == self.first_failure else ("" if r.ok else "FAIL")
+            rows.append((r.layer, r.kind, _fmt_err(r.output_error), _fmt_err(r.param_error),
+                         _fmt_err(r.passed_error), str(r.skipped or ""), mark))
+        return (f"Gradient check (float64 central differences, eps {self.eps:g}, up to {self.elements} elements "
+                f"per array; max relative error, fails above {self.rtol:g}; skipped: elements at a kink or a "
+                f"mask edge)\n" + _table(head, rows) + "\n" + self.message)
+
+    def print_report(self) -> None:
+        print(self)
+
+    def __repr__(self) -> str:
+        return f"ModelGradientCheck(ok={self.ok}, first_failure={self.first_failure!r}, max_error={self.max_error:.2e})"
+
+
+def check_model_gradients(model, x, y, loss=None, *, loss_weights=None, training: bool = False,
+                          max_elements: int | None = 64, eps: float = 1e-6, rtol: float = 1e-4,
+                          atol: float = 1e-8, seed: int = 0, custom_objects: dict | None = None) -> ModelGradientCheck:
+    """Check a whole model's backward pass, and its loss's, against float64 central differences.
+
+    The scalar checked is what training minimises: the loss of ``model`` on ``(x, y)`` (with
+    fused logits, ``loss_weights`` and regularization penalties, as :class:`cutedl.Session`
+    computes it). It runs on a **float64 copy** of the model (same architecture and weights,
+    rebuilt with ``get_config`` / ``from_config``), so the model you pass is never touched and
+    may be float32. Compared, at up to ``max_elements`` sampled elements of each array (always
+    including its largest analytic gradient): every param's gradient, the gradient each layer
+    receives (dL/d its output) and the gradient w.r.t. every float input. Integer inputs (ids
+    for an Embedding) get no input check. An element whose perturbation changes a mask (a padded
+    step of a ``Masking`` input) is a discontinuity and is skipped.
+
+    The relative error of an element is ``|a - n| / (max(|a|, |n|) + atol / rtol)`` (analytic
+    ``a``, numerical ``n``); an array disagrees when it exceeds ``rtol``. Walking from the loss to
+    the inputs, the first layer that received a correct gradient but produced a wrong one (for
+    its params, or passed back to its inputs) is :attr:`ModelGradientCheck.first_failure`.
+
+    Args:
+        model: an assembled :class:`cutedl.Model` (sequential or functional).
+        x: a few samples (a list of arrays for several inputs); 2-8 are plenty.
+        y: their targets (a list for several outputs).
+        loss: a loss, a list or dict of them (several outputs); default the compiled model's.
+        loss_weights: as :class:`cutedl.Session`.
+        training: forward in training mode (Dropout replays the same draws at every evaluation,
+            BatchNormalization uses batch statistics).
+        max_elements: elements sampled per array (None: all; slow for big layers).
+        eps, rtol, atol: perturbation and tolerances (see above).
+        seed: seed of the element sampling.
+        custom_objects: ``{class name: Layer subclass}`` for layers of your own, when not registered.
+    Returns:
+        a :class:`ModelGradientCheck`; ``print(result)`` shows the table, ``result.raise_if_failed()``
+        raises :class:`GradientCheckError` in a test.
+
+    Example:
+        >>> result = testing.check_model_gradients(model, x[:4], y[:4], 'categorical_crossentropy')
+        >>> result.ok, result.first_failure
+        (True, None)
+    """
+    from cutedl._validate import check_bool, check_int, check_number
+    from cutedl.model import Model
+    from cutedl.training import checkpoint, step
+    from cutedl.training.session import Session
+
+    who = "check_model_gradients"
+    if not isinstance(model, Model):
+        raise TypeError(f"{who}: model must be a cutedl Model, got {type(model).__name__}.")
+    training = check_bool(who, "training", training)
+    max_elements = check_int(who, "max_elements", max_elements, minimum=1, allow_none=True)
+    eps = check_number(who, "eps", eps, minimum=0, low_open=True)
+    rtol = check_number(who, "rtol", rtol, minimum=0, low_open=True)
+    atol = check_number(who, "atol", atol, minimum=0)
+    seed = check_int(who, "seed", seed, minimum=0)
+    loss = _copy_loss(_session_loss(model, loss, who))
+    clone = model_copy(model, "float64", custom_objects)
+    xh, yh = _host_batch(x, who, "x"), _host_batch(y, who, "y")
+    sess = Session(clone, loss=loss, optimizer="sgd", loss_weights=loss_weights)
+    xs = list(xh) if isinstance(xh, tuple) else [xh]
+    xdev = [backend.to_device(np.ascontiguousarray(a)) for a in xs]
+    ydev = step.to_device(yh)
+    xarg = tuple(xdev) if clone.num_inputs > 1 else xdev[0]
+    rs = np.random.default_rng(seed)
+    config = clone.get_config()
+    graph = config.get("graph")
+    n_in = len(xs)
+    names_in = [i["name"] for i in graph["inputs"]] if graph else ["input"]
+    if graph:  # call j of the graph reads nodes ins and writes node n_in + j
+        calls = [(clone.layers[li], ins) for li, ins in graph["calls"]]
+    else:
+        calls = [(layer, [j]) for j, layer in enumerate(clone.layers)]
+    node_of = {}  # node id -> producing layer name (inputs: None)
+    for j, (layer, _) in enumerate(calls):
+        node_of[n_in + j] = layer.name
+    ncalls: dict = {}
+    for layer, _ in calls:
+        ncalls[layer.name] = ncalls.get(layer.name, 0) + 1
+
+    with _Probe(clone) as probe:
+        rng_states = {layer.name: checkpoint.generator_states(layer) for layer in clone.layers}
+
+        def value():
+            for layer in clone.layers:
+                if rng_states[layer.name]:
+                    checkpoint.set_generator_states(layer, rng_states[layer.name], layer.describe())
+            clone.reset_states()
+            probe.masks.clear()
+            _, total, _ = step.forward_loss(sess, xarg, ydev, training=training)
+            v = step.host_float(total)
+            for p in sess.regularized:
+                v += step.host_float(p.regularizer.loss(p.value))
+            return v
+
+        base = value()
+        base_masks = list(probe.masks)
+        dxs = clone.backward(step.backward_losses(sess), input_grad=True)
+        for p in sess.regularized:
+            if p.grad is not None:
+                p.grad += p.regularizer.grad(p.value)
+        dxs = dxs if clone.num_inputs > 1 else [dxs]
+        analytic = {p.name: None if p.grad is None else backend.to_host(p.grad).astype(np.float64) for p in clone.params}
+        out_grads = dict(probe.out_grads)
+
+        def compare(a, set_value, size):
+            """Max relative error of analytic ``a`` (host, flat) against central differences; skipped count."""
+            a = a.reshape(-1)
+            idx = np.arange(size)
+            if max_elements is not None and size > max_elements:
+                top = int(np.argmax(np.abs(a)))
+                idx = np.union1d(rs.choice(size, max_elements - 1, replace=False), [top])
+            worst, skipped = 0.0, 0
+            for i in idx:
+                set_value(i, eps)
+                fp, mp = value(), list(probe.masks)
+                set_value(i, -eps)
+                fm, mm = value(), list(probe.masks)
+                set_value(i, 0.0)
+                if not (_same_masks(mp, base_masks) and _same_masks(mm, base_masks)):
+                    skipped += 1
+                    continue
+                up, down = (fp - base) / eps, (base - fm) / eps
+                if abs(up - down) > 0.01 * (max(abs(up), abs(down)) + atol / rtol):
+                    skipped += 1  # a kink (ReLU at 0, tied maxima): one-sided slopes differ, no gradient to check
+                    continue
+                n = (fp - fm) / (2 * eps)
+                diff = abs(a[i] - n)
+                if diff:
+                    worst = max(worst, float(diff / (max(abs(a[i]), abs(n)) + atol / rtol)))
+            return worst, skipped
+
+        def array_setter(arr):
+            flat = arr.reshape(-1)  # a view: writing it perturbs the array
+            saved = {}
+
+            def set_value(i, d):
+                if i not in saved:
+                    saved[i] = float(flat[i])
+                flat[i] = saved[i] + d
+            return set_value
+
+        def delta_setter(name, shape):
+            def set_value(i, d):
+                if d == 0.0:
+                    probe.deltas.pop(name, None)
+                    return
+                delta = np.zeros(shape, dtype=np.float64)
+                delta.reshape(-1)[i] = d
+                probe.deltas[name] = backend.to_device(delta)
+            return set_value
+
+        inputs, input_skipped = {}, {}
+        for k, (name, xd) in enumerate(zip(names_in, xdev)):
+            if xd.dtype.kind != "f" or dxs[k] is None:
+                inputs[name] = None
+                continue
+            inputs[name], input_skipped[name] = compare(backend.to_host(dxs[k]).astype(np.float64), array_setter(xd), xd.size)
+        rows = []
+        for layer in clone.layers:
+            row = GradientRow(layer.name, type(layer).__name__)
+            g = out_grads.get(layer.name)
+            if g is not None and ncalls.get(layer.name) == 1 and layer.name in probe.out_shapes:
+                shape = probe.out_shapes[layer.name]
+                row.output_error, row.skipped = compare(g, delta_setter(layer.name, shape), int(np.prod(shape)))
+            for p in layer.params:
+                if analytic[p.name] is None:
+                    row.param_errors[p.name] = None
+                    continue
+                err, skipped = compare(analytic[p.name], array_setter(p.value), p.size)
+                row.param_errors[p.name], row.skipped = err, row.skipped + skipped
+            rows.append(row)
+
+    by_name = {r.layer: r for r in rows}
+    for layer, ins in calls:  # what each layer passed back = the errors of the nodes it reads
+        errs = [inputs.get(names_in[i]) if i < n_in else by_name[node_of[i]].output_error for i in ins]
+        errs = [e for e in errs if e is not None]
+        if errs:
+            r = by_name[layer.name]
+            r.passed_error = max(errs + ([r.passed_error] if r.passed_error is not None else []))
+    bad = lambda e: e is not None and e > rtol  # noqa: E731
+    for r in rows:
+        r.ok = not (bad(r.output_error) or bad(r.param_error) or bad(r.passed_error))
+    first, message = None, ""
+    outputs = set(clone.output_names)
+    for layer, _ in reversed(calls):
+        r = by_name[layer.name]
+        if bad(r.output_error):
+            if layer.name in outputs:
+                first = "loss"
+                message = (f"The loss's gradient disagrees: dL/d output of '{layer.name}' has relative error "
+                           f"{r.output_error:.2e}. Check the loss's backward.")
+                break
+            continue
+        if bad(r.param_error) or bad(r.passed_error):
+            first = layer.name
+            what = []
+            if bad(r.param_error):
+                worst = max((e, n) for n, e in r.param_errors.items() if e is not None)
+                what.append(f"its param gradient {worst[1]} (relative error {worst[0]:.2e})")
+            if bad(r.passed_error):
+                what.append(f"the gradient it passes to its inputs (relative error {r.passed_error:.2e})")
+            message = (f"Layer '{layer.name}' ({r.kind}) is the first to disagree, walking back from the loss: it "
+                       f"received a correct gradient, but its backward is wrong for {' and for '.join(what)}.")
+            break
+    if first is None and not all(r.ok for r in rows):  # e.g. a wrong gradient into a shared layer
+        first = next(r.layer for r in reversed(rows) if not r.ok)
+        message = f"Layer '{first}' is the last (in forward order) whose gradients disagree."
+    if first is None:
+        message = f"All gradients agree (max relative error {_max_error(rows, inputs):.1e})."
+    result = ModelGradientCheck(rows, inputs, first, message, rtol, eps,
+                                "all" if max_elements is None else max_elements)
+    result.input_skipped = input_skipped
+    return result
