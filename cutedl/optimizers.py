@@ -764,5 +764,222 @@ class AdamW(Adam):
                          global_clipnorm=global_clipnorm)
 
 
-__all__ = ["Optimizer", "SGD", "Fixed", "Momentum", "Adagrad", "RMSProp", "Adadelta", "Adam", "AdamW",
-           "registry", "get", "serialize"]
+@registry.register("radam")
+class RAdam(Optimizer):
+    """Rectified Adam (Liu et al. 2019), PyTorch's ``torch.optim.RAdam`` with
+    ``decoupled_weight_decay=True`` (Keras 3 has no RAdam); state ``'m'``, ``'v'``, both starting at
+    0. With ``t = iterations + 1``::
+
+        m = beta_1 * m + (1 - beta_1) * g
+        v = beta_2 * v + (1 - beta_2) * g**2
+        rho_inf = 2 / (1 - beta_2) - 1
+        rho_t = rho_inf - 2 * t * beta_2**t / (1 - beta_2**t)
+        if rho_t > 5:    # the variance of the adaptive lr is tractable: rectify it
+            r = sqrt((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t))
+            p = p - lr * r * m / (1 - beta_1**t) * sqrt(1 - beta_2**t) / (sqrt(v) + epsilon)
+        else:            # the first few steps: SGD with (bias-corrected) momentum
+            p = p - lr * m / (1 - beta_1**t)
+
+    The defaults are PyTorch's (epsilon 1e-8, not Keras' usual 1e-7). Weight decay is decoupled
+    (``p -= lr * weight_decay * p`` first), as PyTorch's ``decoupled_weight_decay=True``.
+
+    Args:
+        lr: learning rate (default 0.001) or schedule.
+        beta_1: decay of the first moment, in [0, 1) (default 0.9).
+        beta_2: decay of the second moment, in [0, 1) (default 0.999).
+        epsilon: > 0 (default 1e-8).
+        weight_decay, clipnorm, clipvalue, global_clipnorm: see :class:`Optimizer`.
+
+    Example:
+        >>> opt = RAdam(lr=1e-3, weight_decay=1e-2)
+    """
+
+    def __init__(self, lr: LearningRate = 0.001, beta_1: float = 0.9, beta_2: float = 0.999,
+                 epsilon: float = 1e-8, weight_decay: float | None = 0.0, clipnorm: float | None = None,
+                 clipvalue: float | None = None, global_clipnorm: float | None = None):
+        super().__init__(lr=lr, weight_decay=weight_decay, clipnorm=clipnorm, clipvalue=clipvalue,
+                         global_clipnorm=global_clipnorm)
+        self.beta_1 = self._check_number("beta_1", beta_1, low=0, high=1, high_open=True)
+        self.beta_2 = self._check_number("beta_2", beta_2, low=0, high=1, high_open=True)
+        self.epsilon = self._check_number("epsilon", epsilon, low=0, low_open=True)
+
+    def _state_spec(self) -> dict:
+        return {"m": 0.0, "v": 0.0}
+
+    def _begin_step(self, lr):
+        t = self.iterations + 1
+        b1, b2 = self.beta_1, self.beta_2
+        bc1, bc2 = 1.0 - b1 ** t, 1.0 - b2 ** t
+        rho_inf = 2.0 / (1.0 - b2) - 1.0
+        rho_t = rho_inf - 2.0 * t * b2 ** t / bc2
+        if rho_t > 5.0:  # rho_t <= rho_inf, so rho_inf > 5 here and no denominator below is 0
+            r = math.sqrt((rho_t - 4.0) * (rho_t - 2.0) * rho_inf / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t))
+            return lr * r * math.sqrt(bc2) / bc1, 1.0 - b1, 1.0 - b2, self.epsilon, True
+        return lr / bc1, 1.0 - b1, 1.0 - b2, self.epsilon, False
+
+    def _update(self, value, grad, state, scratch, k):
+        xp = backend.xp
+        alpha, one_minus_b1, one_minus_b2, eps, rectified = k
+        m, v, buf = state["m"], state["v"], scratch[0]
+        xp.subtract(grad, m, out=buf)
+        buf *= one_minus_b1
+        m += buf
+        xp.multiply(grad, grad, out=buf)
+        buf -= v
+        buf *= one_minus_b2
+        v += buf  # v is updated on every step, used only once rectified
+        if rectified:
+            xp.sqrt(v, out=buf)
+            buf += eps
+            xp.divide(m, buf, out=buf)
+            buf *= alpha
+        else:
+            xp.multiply(m, alpha, out=buf)
+        value -= buf
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon}
+
+
+@registry.register("nadam")
+class Nadam(Optimizer):
+    """Adam with Nesterov momentum (Dozat 2016), Keras 3's Nadam, which is also PyTorch's
+    ``torch.optim.NAdam`` (with ``decoupled_weight_decay=True``); state ``'m'``, ``'v'``, both
+    starting at 0. With ``t = iterations + 1``::
+
+        mu_t = beta_1 * (1 - 0.5 * 0.96**(t * momentum_decay))       # momentum schedule
+        mu_prod_t = mu_1 * mu_2 * ... * mu_t
+        m = beta_1 * m + (1 - beta_1) * g
+        v = beta_2 * v + (1 - beta_2) * g**2
+        denom = sqrt(v / (1 - beta_2**t)) + epsilon
+        p = p - lr * (1 - mu_t) / (1 - mu_prod_t) * g / denom
+              - lr * mu_{t+1} / (1 - mu_prod_t * mu_{t+1}) * m / denom
+
+    ``mu_prod_t`` depends only on t, so it is recomputed from ``iterations`` (one product per
+    step, a loop after :meth:`set_state`) rather than checkpointed. Defaults are Keras'
+    (PyTorch's are lr=0.002, epsilon=1e-8).
+
+    Args:
+        lr: learning rate (default 0.001) or schedule.
+        beta_1: in [0, 1) (default 0.9).
+        beta_2: in [0, 1) (default 0.999).
+        epsilon: > 0 (default 1e-7).
+        momentum_decay: >= 0, the speed of the momentum schedule (default 0.004, fixed in Keras).
+        weight_decay, clipnorm, clipvalue, global_clipnorm: see :class:`Optimizer`.
+    """
+
+    _n_scratch = 2
+
+    def __init__(self, lr: LearningRate = 0.001, beta_1: float = 0.9, beta_2: float = 0.999,
+                 epsilon: float = 1e-7, momentum_decay: float = 0.004, weight_decay: float | None = 0.0,
+                 clipnorm: float | None = None, clipvalue: float | None = None,
+                 global_clipnorm: float | None = None):
+        super().__init__(lr=lr, weight_decay=weight_decay, clipnorm=clipnorm, clipvalue=clipvalue,
+                         global_clipnorm=global_clipnorm)
+        self.beta_1 = self._check_number("beta_1", beta_1, low=0, high=1, high_open=True)
+        self.beta_2 = self._check_number("beta_2", beta_2, low=0, high=1, high_open=True)
+        self.epsilon = self._check_number("epsilon", epsilon, low=0, low_open=True)
+        self.momentum_decay = self._check_number("momentum_decay", momentum_decay, low=0)
+        self._mu_product = (0, 1.0)  # (t, mu_1 * ... * mu_t)
+
+    def _mu(self, t: int) -> float:
+        return self.beta_1 * (1.0 - 0.5 * 0.96 ** (t * self.momentum_decay))
+
+    def _begin_step(self, lr):
+        t = self.iterations + 1
+        done, prod = self._mu_product
+        if done != t - 1:  # restored or rewound: multiply up from the start, in the same order
+            done, prod = 0, 1.0
+        for i in range(done + 1, t + 1):
+            prod *= self._mu(i)
+        self._mu_product = (t, prod)
+        mu, mu_next = self._mu(t), self._mu(t + 1)
+        c_grad = lr * (1.0 - mu) / (1.0 - prod)
+        c_m = lr * mu_next / (1.0 - prod * mu_next)
+        return c_grad, c_m, 1.0 - self.beta_1, 1.0 - self.beta_2, 1.0 - self.beta_2 ** t, self.epsilon
+
+    def _state_spec(self) -> dict:
+        return {"m": 0.0, "v": 0.0}
+
+    def _update(self, value, grad, state, scratch, k):
+        xp = backend.xp
+        c_grad, c_m, one_minus_b1, one_minus_b2, bc2, eps = k
+        m, v = state["m"], state["v"]
+        denom, buf = scratch[0], scratch[1]
+        xp.subtract(grad, m, out=buf)
+        buf *= one_minus_b1
+        m += buf
+        xp.multiply(grad, grad, out=buf)
+        buf -= v
+        buf *= one_minus_b2
+        v += buf
+        xp.divide(v, bc2, out=denom)
+        xp.sqrt(denom, out=denom)
+        denom += eps
+        xp.divide(grad, denom, out=buf)
+        buf *= c_grad
+        value -= buf
+        xp.divide(m, denom, out=buf)
+        buf *= c_m
+        value -= buf
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon,
+                "momentum_decay": self.momentum_decay}
+
+
+@registry.register("lion")
+class Lion(Optimizer):
+    """Lion, EvoLved Sign Momentum (Chen et al. 2023), as in the paper, ``lion-pytorch`` and Keras 3;
+    state ``'m'``, starting at 0::
+
+        p = p - lr * sign(beta_1 * m + (1 - beta_1) * g)
+        m = beta_2 * m + (1 - beta_2) * g
+
+    Every entry moves by exactly ``lr`` per step, so Lion wants an lr 3-10x smaller than Adam's
+    and a weight decay 3-10x larger (decoupled: ``p -= lr * weight_decay * p`` first).
+
+    Args:
+        lr: learning rate (default 0.001, Keras'; lion-pytorch's is 1e-4) or schedule.
+        beta_1: interpolation of the update direction, in [0, 1] (default 0.9).
+        beta_2: decay of the momentum, in [0, 1] (default 0.99).
+        weight_decay, clipnorm, clipvalue, global_clipnorm: see :class:`Optimizer`.
+
+    Example:
+        >>> opt = Lion(lr=1e-4, weight_decay=0.1)
+    """
+
+    def __init__(self, lr: LearningRate = 0.001, beta_1: float = 0.9, beta_2: float = 0.99,
+                 weight_decay: float | None = 0.0, clipnorm: float | None = None,
+                 clipvalue: float | None = None, global_clipnorm: float | None = None):
+        super().__init__(lr=lr, weight_decay=weight_decay, clipnorm=clipnorm, clipvalue=clipvalue,
+                         global_clipnorm=global_clipnorm)
+        self.beta_1 = self._check_number("beta_1", beta_1, low=0, high=1)
+        self.beta_2 = self._check_number("beta_2", beta_2, low=0, high=1)
+
+    def _state_spec(self) -> dict:
+        return {"m": 0.0}
+
+    def _begin_step(self, lr):
+        return lr, self.beta_1, 1.0 - self.beta_2
+
+    def _update(self, value, grad, state, scratch, k):
+        xp = backend.xp
+        lr, beta_1, one_minus_b2 = k
+        m, buf = state["m"], scratch[0]
+        xp.subtract(m, grad, out=buf)
+        buf *= beta_1
+        buf += grad  # beta_1 * m + (1 - beta_1) * g
+        xp.sign(buf, out=buf)
+        buf *= lr
+        value -= buf
+        xp.subtract(grad, m, out=buf)
+        buf *= one_minus_b2
+        m += buf  # m = beta_2 * m + (1 - beta_2) * g
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2}
+
+
+__all__ = ["Optimizer", "SGD", "Fixed", "Momentum", "Adagrad", "RMSProp", "Adadelta", "Adam", "AdamW", "RAdam",
+           "Nadam", "Lion", "registry", "get", "serialize"]

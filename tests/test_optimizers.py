@@ -13,8 +13,8 @@ import pytest
 
 from cutedl import optimizers
 from cutedl.layers.base import Param
-from cutedl.optimizers import (SGD, Adadelta, Adagrad, Adam, AdamW, Fixed, Momentum, Optimizer,
-                               RMSProp)
+from cutedl.optimizers import (SGD, Adadelta, Adagrad, Adam, AdamW, Fixed, Lion, Momentum, Nadam, Optimizer,
+                               RAdam, RMSProp)
 
 # Keras 3 defaults, written out independently of the module.
 DEFAULTS = {
@@ -26,6 +26,10 @@ DEFAULTS = {
     "adadelta": dict(lr=0.001, rho=0.95, epsilon=1e-7),
     "adam": dict(lr=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, amsgrad=False),
     "adamw": dict(lr=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, amsgrad=False, weight_decay=0.004),
+    # Keras has no RAdam: PyTorch's defaults
+    "radam": dict(lr=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-8),
+    "nadam": dict(lr=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, momentum_decay=0.004),
+    "lion": dict(lr=0.001, beta_1=0.9, beta_2=0.99),
 }
 COMMON = dict(weight_decay=0.0, clipnorm=None, clipvalue=None, global_clipnorm=None)
 
@@ -251,6 +255,8 @@ def test_defaults_decrease_a_quadratic(name):
     ("rmsprop", {"lr": 0.05}, 1e-2), ("rmsprop", {"lr": 0.05, "centered": True, "momentum": 0.5}, 1e-3),
     ("adadelta", {"lr": 1.0}, 0.95), ("adam", {"lr": 0.1}, 1e-2), ("adamw", {"lr": 0.1}, 1e-2),
     ("sgd", {"lr": 0.05, "momentum": 0.9, "nesterov": True}, 1e-3),
+    ("radam", {"lr": 0.3}, 1e-3), ("nadam", {"lr": 0.1}, 1e-2),
+    ("lion", {"lr": 0.05}, 0.05),  # fixed-size sign steps: it ends oscillating within lr of the minimum
 ])
 def test_tuned_optimizers_minimise_a_quadratic(name, kwargs, factor):
     opt = optimizers.get(name, **kwargs)
@@ -267,6 +273,7 @@ ALL_CONFIGS = [
     ("adam", {}), ("adam", {"amsgrad": True}), ("adamw", {}),
     ("adam", {"clipnorm": 0.1, "clipvalue": 0.01, "weight_decay": 0.1}),
     ("sgd", {"global_clipnorm": 0.1, "clipvalue": 0.01}),
+    ("radam", {}), ("nadam", {}), ("lion", {"weight_decay": 0.1}),
 ]
 EXPECTED_KEYS = {
     ("sgd", ()): set(), ("sgd", ("momentum", "nesterov")): {"velocity"}, ("momentum", ()): {"velocity"},
@@ -276,6 +283,7 @@ EXPECTED_KEYS = {
     ("adam", ("amsgrad",)): {"m", "v", "v_hat"}, ("adamw", ()): {"m", "v"},
     ("adam", ("clipnorm", "clipvalue", "weight_decay")): {"m", "v"},
     ("sgd", ("clipvalue", "global_clipnorm")): set(),
+    ("radam", ()): {"m", "v"}, ("nadam", ()): {"m", "v"}, ("lion", ("weight_decay",)): {"m"},
 }
 
 
@@ -387,6 +395,7 @@ ROUND_TRIP = [
     ("sgd", {"lr": 0.05, "momentum": 0.9, "nesterov": True}), ("adagrad", {"lr": 0.1}),
     ("rmsprop", {"lr": 0.01, "momentum": 0.5, "centered": True}), ("adadelta", {"lr": 1.0}),
     ("adam", {"lr": 0.05, "amsgrad": True, "clipnorm": 1.0}), ("adamw", {"lr": 0.05}),
+    ("radam", {"lr": 0.05, "beta_2": 0.9}), ("nadam", {"lr": 0.05}), ("lion", {"lr": 0.01, "weight_decay": 0.1}),
 ]
 
 
@@ -527,14 +536,15 @@ def test_get_by_name_alias_instance_and_config():
 
 def test_unknown_name_lists_valid_names():
     with pytest.raises(ValueError, match=r"Unknown optimizer 'adamx'\. Valid optimizer names: adadelta, adagrad, "
-                                         r"adam, adamw, fixed, momentum, rmsprop, sgd\."):
+                                         r"adam, adamw, fixed, lion, momentum, nadam, radam, rmsprop, sgd\."):
         optimizers.get("adamx")
     with pytest.raises(TypeError, match=r"None is not an optimizer"):
         optimizers.get(None)
 
 
 def test_every_registered_class_is_an_optimizer():
-    assert set(optimizers.registry.names()) == {"sgd", "momentum", "adagrad", "rmsprop", "adadelta", "adam", "adamw"}
+    assert set(optimizers.registry.names()) == {"sgd", "momentum", "adagrad", "rmsprop", "adadelta", "adam", "adamw",
+                                                  "radam", "nadam", "lion"}
     for cls in optimizers.registry.classes().values():
         assert issubclass(cls, Optimizer)
 
