@@ -13,6 +13,8 @@ gradients come back to the host, where the comparison is made.
 """
 from __future__ import annotations
 
+import math
+
 from cutedl import backend
 from cutedl.backend import np
 
@@ -606,3 +608,338 @@ def check_model_gradients(model, x, y, loss=None, *, loss_weights=None, training
                                 "all" if max_elements is None else max_elements)
     result.input_skipped = input_skipped
     return result
+
+
+# ---------------------------------------------------------------------------- the model doctor
+class DoctorCheck:
+    """One check of :func:`doctor`: ``status`` is 'pass', 'warn', 'fail' or 'skip'; ``measured`` says
+    what was measured (numbers), ``advice`` what to do about a warning or failure; ``values``
+    holds the numbers for programs."""
+
+    def __init__(self, name: str, status: str, measured: str, advice: str = "", **values):
+        self.name, self.status, self.measured, self.advice, self.values = name, status, measured, advice, values
+
+    def __repr__(self) -> str:
+        return f"DoctorCheck({self.name!r}, {self.status!r}, {self.measured!r})"
+
+
+_RANK = {"skip": 0, "pass": 1, "warn": 2, "fail": 3}
+
+
+class DoctorReport:
+    """What :func:`doctor` found: ``checks`` in order; ``str(report)`` is a readable table.
+
+    ``report['overfit']`` is one :class:`DoctorCheck`; ``report.status`` the worst status;
+    ``report.ok`` is True when nothing failed; ``report.gradients`` the full
+    :class:`ModelGradientCheck`.
+    """
+
+    def __init__(self, checks, gradients=None):
+        self.checks, self.gradients = list(checks), gradients
+
+    def __getitem__(self, name: str) -> DoctorCheck:
+        for c in self.checks:
+            if c.name == name:
+                return c
+        raise KeyError(f"no check {name!r}; checks: {[c.name for c in self.checks]}.")
+
+    @property
+    def status(self) -> str:
+        return max((c.status for c in self.checks), key=_RANK.__getitem__, default="skip")
+
+    @property
+    def ok(self) -> bool:
+        return all(c.status != "fail" for c in self.checks)
+
+    def __str__(self) -> str:
+        rows = [(c.name, c.status.upper(), c.measured) for c in self.checks]
+        out = ["Model doctor", _table(("check", "status", "measured"), rows)]
+        advice = [f"- {c.name}: {c.advice}" for c in self.checks if c.advice and c.status in ("warn", "fail")]
+        if advice:
+            out += ["", "What to do:"] + advice
+        return "\n".join(out)
+
+    def print_report(self) -> None:
+        print(self)
+
+    def __repr__(self) -> str:
+        return f"DoctorReport({', '.join(f'{c.name}={c.status}' for c in self.checks)})"
+
+
+def _softmax_outputs(sess):
+    """``[(output name, loss, classes)]`` for the outputs trained with a softmax crossentropy."""
+    out = []
+    model = sess.model
+    shapes = model.outshape if model.num_outputs > 1 else [model.outshape]
+    for k, (fn, layer) in enumerate(zip(sess.losses, model.output_layers)):
+        act = getattr(getattr(layer, "activation", None), "registry_name", None)
+        if fn.output_activation == "softmax" and (fn.from_logits or act == "softmax"):
+            out.append((model.output_names[k], fn, shapes[k][-1]))
+    return out
+
+
+def _check_initial_loss(sess, x, y) -> DoctorCheck:
+    name = "initial loss"
+    outs = _softmax_outputs(sess)
+    if not outs:
+        return DoctorCheck(name, "skip", "not a softmax crossentropy: no reference value")
+    logs = sess.evaluate((x, y), batch_size=len(y[0]) if isinstance(y, tuple) else len(y))
+    worst, parts, values = "pass", [], {}
+    for out_name, fn, classes in outs:
+        key = "loss" if sess.model.num_outputs == 1 else f"{out_name}_loss"
+        value, ref = logs[key], math.log(classes)
+        ratio = value / ref
+        status = "pass" if abs(ratio - 1) <= 0.25 else "warn" if ratio <= 2 else "fail"
+        worst = max(worst, status, key=_RANK.__getitem__)
+        parts.append(f"{'' if sess.model.num_outputs == 1 else out_name + ': '}{value:.3f} vs ln({classes}) = "
+                     f"{ref:.3f} ({ratio:.2f}x)")
+        values[out_name] = {"loss": value, "expected": ref, "ratio": ratio}
+    return DoctorCheck(name, worst, "; ".join(parts),
+                       "at initialisation a C-class softmax should guess about 1/C for every class. A much higher "
+                       "loss means confident wrong guesses: too large initial weights (a custom initializer?), "
+                       "unscaled inputs, or a last layer that is not initialised like the others.", **values)
+
+
+def _check_labels(sess, y) -> DoctorCheck:
+    """Labels against each output's loss: one-hot for categorical, integers for sparse, [0, 1] for binary."""
+    from cutedl import losses
+
+    name = "labels"
+    model = sess.model
+    ys = list(y) if isinstance(y, tuple) else [y]
+    shapes = model.outshape if model.num_outputs > 1 else [model.outshape]
+    notes, worst, advice = [], "pass", []
+    for out_name, fn, yi, shape in zip(model.output_names, sess.losses, ys, shapes):
+        prefix = "" if model.num_outputs == 1 else f"{out_name}: "
+        classes = shape[-1]
+        status, note = "pass", ""
+        if isinstance(fn, losses.CategoricalCrossentropy):
+            if yi.shape[1:] == tuple(shape[:-1]) or (yi.shape[1:] == tuple(shape[:-1]) + (1,) and classes > 1):
+                status, note = "fail", f"integer labels {yi.shape} for CategoricalCrossentropy (wants one-hot)"
+                advice.append("use SparseCategoricalCrossentropy with integer labels, or one-hot encode them: "
+                              f"cutedl.datasets.one_hot(y, {classes}).")
+            elif yi.shape[1:] != tuple(shape):
+                status, note = "fail", f"labels {yi.shape} do not match the outputs (batch, {', '.join(map(str, shape))})"
+            else:
+                low, high = float(yi.min()), float(yi.max())
+                sums = yi.sum(axis=-1)
+                if low < 0 or high > 1 or not np.allclose(sums, 1.0, atol=1e-3):
+                    status = "fail"
+                    note = f"rows are not distributions (values {low:g}..{high:g}, row sums {sums.min():.3g}..{sums.max():.3g})"
+                    advice.append("categorical targets must be one-hot (or probability) rows summing to 1.")
+                else:
+                    present = np.unique(yi.reshape(-1, classes).argmax(axis=-1)).size
+                    note = f"one-hot, {present} of {classes} classes present"
+        elif isinstance(fn, losses.SparseCategoricalCrossentropy):
+            if yi.shape[1:] == tuple(shape) and classes > 1:
+                status, note = "fail", f"one-hot labels {yi.shape} for SparseCategoricalCrossentropy (wants integers)"
+                advice.append("use CategoricalCrossentropy with one-hot labels, or pass y.argmax(axis=-1).")
+            elif yi.dtype.kind == "f" and not np.all(yi == np.floor(yi)):
+                status, note = "fail", "fractional labels for SparseCategoricalCrossentropy"
+            elif yi.size and (yi.min() < 0 or yi.max() >= classes):
+                status = "fail"
+                note = f"labels {int(yi.min())}..{int(yi.max())} outside [0, {classes})"
+                advice.append(f"give the last layer one unit per class ({int(yi.max()) + 1}?).")
+            else:
+                note = f"integer labels, {np.unique(yi).size} of {classes} classes present"
+        elif isinstance(fn, losses.BinaryCrossentropy):
+            if yi.size and (yi.min() < 0 or yi.max() > 1):
+                status, note = "fail", f"targets {float(yi.min()):g}..{float(yi.max()):g} outside [0, 1]"
+                advice.append("binary crossentropy needs targets in [0, 1] (0/1 labels).")
+            else:
+                note = f"targets in [0, 1], mean {float(yi.mean()):.3f}"
+        else:
+            if yi.shape[1:] != tuple(shape):
+                status = "warn"
+                note = f"targets {yi.shape} differ from the outputs (batch, {', '.join(map(str, shape))})"
+                advice.append("check that each target has the output's shape.")
+            else:
+                note = f"targets of the output shape, mean {float(yi.mean()):.3g}, std {float(yi.std()):.3g}"
+        worst = max(worst, status, key=_RANK.__getitem__)
+        notes.append(prefix + note)
+    return DoctorCheck(name, worst, "; ".join(notes), " ".join(advice))
+
+
+def _check_input_scale(model, x) -> DoctorCheck:
+    name = "input scale"
+    xs = list(x) if isinstance(x, tuple) else [x]
+    notes, worst, values = [], "pass", {}
+    for k, xi in enumerate(xs):
+        prefix = "" if len(xs) == 1 else f"input {k}: "
+        if xi.dtype.kind != "f":
+            notes.append(prefix + "integer ids (not scaled)")
+            continue
+        peak, mean, std = float(np.abs(xi).max()), float(xi.mean()), float(xi.std())
+        values[f"input_{k}"] = {"max_abs": peak, "mean": mean, "std": std}
+        status = "warn" if peak > 50 or std > 10 else "pass"
+        worst = max(worst, status, key=_RANK.__getitem__)
+        notes.append(f"{prefix}|x| <= {peak:.3g}, mean {mean:.3g}, std {std:.3g}")
+    return DoctorCheck(name, worst, "; ".join(notes),
+                       "the inputs look unscaled (0-255 pixels?); scale them to about [0, 1] or mean 0 / std 1, "
+                       "e.g. x / 255 or cutedl.datasets.normalize(x).", **values)
+
+
+def _activation_checks(model, x) -> list:
+    """Dead ReLU units and saturated sigmoid/tanh outputs after initialisation, on the batch ``x``."""
+    from cutedl.layers.base import no_grad
+    from cutedl.training import step
+
+    watched = {}
+    for layer in model.layers:
+        act = getattr(getattr(layer, "activation", None), "registry_name", None)
+        # recurrent cells with gates (LSTM, GRU) output gate * activation: not the activation's range
+        if act in ("relu", "sigmoid", "tanh") and not hasattr(layer, "recurrent_activation"):
+            watched[layer.name] = (layer, act)
+    if not watched:
+        none = "no ReLU/sigmoid/tanh layer"
+        return [DoctorCheck("dead ReLUs", "skip", none), DoctorCheck("saturation", "skip", none)]
+    with _Probe(model) as probe, no_grad():
+        probe.keep_outputs = True
+        model.reset_states()
+        model.forward(model.check_input(step.to_device(x)), training=False)
+        outputs = {name: probe.outputs.get(name, []) for name in watched}
+    dead, saturated = {}, {}
+    for name, (layer, act) in watched.items():
+        if not outputs[name]:
+            continue
+        y = outputs[name][-1]
+        if act == "relu":
+            axis = 1 if type(layer).__name__.startswith("Conv") and y.ndim > 2 else y.ndim - 1
+            alive = np.moveaxis(y > 0, axis, -1).reshape(-1, y.shape[axis]).any(axis=0)
+            dead[name] = float(1.0 - alive.mean())
+        else:
+            edge = np.abs(y - 0.5) > 0.49 if act == "sigmoid" else np.abs(y) > 0.99
+            saturated[name] = float(edge.mean())
+
+    def grade(shares, what, advice):
+        if not shares:
+            return DoctorCheck(what, "skip", f"no {'ReLU' if what == 'dead ReLUs' else 'sigmoid/tanh'} layer")
+        worst = max(shares.values())
+        status = "pass" if worst < 0.1 else "warn" if worst < 0.5 else "fail"
+        text = ", ".join(f"{n} {100 * s:.0f} %" for n, s in shares.items())
+        return DoctorCheck(what, status, text, advice, shares=shares)
+
+    return [grade(dead, "dead ReLUs", "units that output 0 for every sample get no gradient and never learn: "
+                                      "check the initializer (He/Glorot), the bias initializer and the input scale."),
+            grade(saturated, "saturation", "saturated sigmoid/tanh outputs (|y| near the limits) pass almost no "
+                                           "gradient: use smaller initial weights or scale the inputs.")]
+
+
+def _check_overfit(model, loss, optimizer, x, y, max_steps, custom_objects):
+    """Train a copy on one batch: a healthy model and optimizer drive its loss near zero quickly."""
+    from cutedl import optimizers
+    from cutedl.training.session import Session
+
+    name = "overfit one batch"
+    clone = model_copy(model, custom_objects=custom_objects)
+    opt = optimizers.get(optimizers.serialize(optimizer)) if optimizer is not None else optimizers.Adam(1e-3)
+    sess = Session(clone, loss=_copy_loss(loss), optimizer=opt)
+    start = sess.evaluate((x, y), batch_size=len(y[0]) if isinstance(y, tuple) else len(y))["loss"]
+    target = 0.05 * start
+    last, steps = start, 0
+    for steps in range(1, max_steps + 1):
+        last = sess.train_on_batch(x, y)["loss"]
+        if not math.isfinite(last) or last <= target:
+            break
+    final = sess.evaluate((x, y), batch_size=len(y[0]) if isinstance(y, tuple) else len(y))["loss"]
+    label = f"{type(opt).__name__}(lr={opt.current_lr:g})"
+    values = dict(start=start, final=final, steps=steps, target=target, optimizer=label)
+    n = len(y[0]) if isinstance(y, tuple) else len(y)
+    if math.isfinite(final) and final <= target:
+        return DoctorCheck(name, "pass", f"{n} samples: loss {start:.3g} -> {final:.3g} (5 % of the start) in {steps} "
+                                         f"steps with {label}", **values)
+    if not math.isfinite(final) or final >= 0.9 * start:
+        return DoctorCheck(name, "fail", f"{n} samples: loss {start:.3g} -> {final:.3g} after {steps} steps with {label}",
+                           "the loss does not go down even on one batch: check the learning rate (0? far too "
+                           "high?), frozen layers (trainable=False), and the gradient check above.", **values)
+    return DoctorCheck(name, "warn", f"{n} samples: loss {start:.3g} -> {final:.3g} after {steps} steps with {label} "
+                                     f"(target {target:.3g})",
+                       "the loss falls but slowly: a small learning rate, a model too small for the batch, or "
+                       "strong regularization (dropout, weight decay).", **values)
+
+
+def doctor(model, x, y, loss=None, optimizer=None, *, samples: int = 4, batch_size: int = 32, stats_samples: int = 256,
+           max_steps: int = 200, seed: int = 0, custom_objects: dict | None = None) -> DoctorReport:
+    """Run the checks practitioners do by hand before a long training run; return a :class:`DoctorReport`.
+
+    Checks (each 'pass', 'warn', 'fail' or 'skip', with the numbers measured):
+
+    - **gradients**: :func:`check_model_gradients` on the first ``samples`` samples.
+    - **initial loss**: a C-class softmax crossentropy should start near ln(C) (pass within 25 %,
+      warn up to 2x, fail above), measured on the first ``stats_samples`` samples.
+    - **overfit one batch**: a copy of the model, trained with a copy of ``optimizer`` (default: the
+      compiled one, else Adam(1e-3)) on the first ``batch_size`` samples, must bring the loss to 5 %
+      of its start within ``max_steps`` steps (fail when it drops less than 10 %).
+    - **labels**: one-hot rows for CategoricalCrossentropy, integer labels in range for the sparse
+      one, targets in [0, 1] for BinaryCrossentropy, the output's shape for regression.
+    - **input scale**: float inputs with ``|x| > 50`` (unscaled 0-255 pixels) or std > 10 warn.
+    - **dead ReLUs**: per ReLU layer, the share of units that output 0 for every sample (warn from
+      10 %, fail from 50 %); **saturation**: per sigmoid/tanh layer, the share of outputs within
+      1 % of their limits (same thresholds).
+
+    The model's weights and state are never changed: the checks run on copies
+    (:func:`model_copy`).
+
+    Args:
+        model: an assembled :class:`cutedl.Model`.
+        x, y: training data (arrays, or tuples of arrays for several inputs/outputs); only the
+            first samples are used.
+        loss: a loss (list/dict for several outputs); default the compiled model's.
+        optimizer: the optimizer to try on one batch (an instance or a name; copied, never stepped).
+        samples, batch_size, stats_samples, max_steps: sizes of the checks (see above).
+        seed: seed of the gradient check's element sampling.
+        custom_objects: ``{class name: Layer subclass}`` for layers of your own, when not registered.
+
+    Example:
+        >>> report = testing.doctor(model, x_train, y_train, loss='categorical_crossentropy')
+        >>> print(report)          # a table: check, status, measured
+        >>> report['overfit one batch'].status
+        'pass'
+    """
+    from cutedl import optimizers
+    from cutedl._validate import check_int
+    from cutedl.model import Model
+    from cutedl.training.session import Session
+
+    who = "doctor"
+    if not isinstance(model, Model):
+        raise TypeError(f"{who}: model must be a cutedl Model, got {type(model).__name__}.")
+    samples = check_int(who, "samples", samples, minimum=1)
+    batch_size = check_int(who, "batch_size", batch_size, minimum=1)
+    stats_samples = check_int(who, "stats_samples", stats_samples, minimum=1)
+    max_steps = check_int(who, "max_steps", max_steps, minimum=1)
+    loss = _session_loss(model, loss, who)
+    if optimizer is None:
+        try:
+            optimizer = model.session.optimizer
+        except RuntimeError:
+            optimizer = None
+    elif not isinstance(optimizer, optimizers.Optimizer):
+        optimizer = optimizers.get(optimizer)
+    n = max(samples, batch_size, stats_samples)
+    xh = _host_batch(_rows(tuple(x), n) if isinstance(x, (tuple, list)) else x[:n], who, "x")
+    yh = _host_batch(_rows(tuple(y), n) if isinstance(y, (tuple, list)) else y[:n], who, "y")
+    try:
+        probe_sess = Session(model_copy(model, custom_objects=custom_objects), loss=_copy_loss(loss), optimizer="sgd")
+    except ValueError as err:
+        raise ValueError(f"{who}: {err}") from None
+    labels = _check_labels(probe_sess, yh)
+    checks, grads = [], None
+    if labels.status == "fail":
+        skipped = "skipped: the labels do not fit the loss (see labels)"
+        checks += [DoctorCheck(c, "skip", skipped) for c in ("gradients", "initial loss", "overfit one batch")]
+    else:
+        grads = check_model_gradients(model, _rows(xh, samples), _rows(yh, samples), loss, max_elements=32, seed=seed,
+                                      custom_objects=custom_objects)
+        measured = f"max relative error {grads.max_error:.1e} over {len(grads.rows)} layers"
+        if not grads.ok:
+            measured += f"; first to disagree: {grads.first_failure}"
+        checks.append(DoctorCheck("gradients", "pass" if grads.ok else "fail", measured,
+                                  "" if grads.ok else grads.message, first_failure=grads.first_failure))
+        checks.append(_check_initial_loss(probe_sess, _rows(xh, stats_samples), _rows(yh, stats_samples)))
+        checks.append(_check_overfit(model, loss, optimizer, _rows(xh, batch_size), _rows(yh, batch_size), max_steps,
+                                     custom_objects))
+    checks.append(labels)
+    checks.append(_check_input_scale(model, _rows(xh, stats_samples)))
+    checks.extend(_activation_checks(probe_sess.model, _rows(xh, stats_samples)))
+    return DoctorReport(checks, grads)

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from cutedl import Model, layers, optimizers, testing
+from cutedl import Model, initializers, layers, optimizers, testing
 from cutedl.testing import GradientCheckError
 
 
@@ -129,3 +129,103 @@ def test_conv_batchnorm_pooling_dropout(training):
     result = testing.check_model_gradients(model, rows(4, 36).reshape(4, 1, 6, 6), y, "binary_crossentropy",
                                            training=training)
     assert result.ok, str(result)
+
+
+# ---------------------------------------------------------------------------- doctor
+def blobs(n=96, d=20, classes=3, seed=0):
+    """Separable data: class means 2 apart in a few features, unit noise, scaled like real inputs."""
+    rs = np.random.default_rng(seed)
+    labels = rs.integers(0, classes, n)
+    x = rs.standard_normal((n, d)) * 0.5
+    x[np.arange(n), labels] += 2.0
+    return x.astype(np.float32), labels
+
+
+def mlp(hidden_kwargs=None, out_kwargs=None, d=20, classes=3):
+    return Model([layers.Dense(64, inshape=(d,), activation="relu", **(hidden_kwargs or {})),
+                  layers.Dense(classes, activation="softmax", **(out_kwargs or {}))]).assemble()
+
+
+def statuses(report):
+    return {c.name: c.status for c in report.checks}
+
+
+def test_doctor_passes_a_healthy_model_and_leaves_it_alone():
+    x, labels = blobs()
+    model = mlp()
+    before = model.get_weights()
+    report = testing.doctor(model, x, np.eye(3)[labels], loss="categorical_crossentropy")
+    assert statuses(report) == {"gradients": "pass", "initial loss": "pass", "overfit one batch": "pass",
+                                "labels": "pass", "input scale": "pass", "dead ReLUs": "pass", "saturation": "skip"}
+    assert report.ok and report.status == "pass"
+    init = report["initial loss"].values[model.output_names[0]]
+    assert init["expected"] == pytest.approx(np.log(3)) and 0.75 < init["ratio"] < 1.25
+    assert report["overfit one batch"].values["steps"] <= 200
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    text = str(report)
+    assert text.startswith("Model doctor") and "ln(3)" in text and "What to do" not in text
+
+
+def test_doctor_flags_a_wrong_backward():
+    x, labels = blobs()
+    model = Model([layers.Dense(16, inshape=(20,), activation="tanh"), WrongInputGrad(name="planted"),
+                   layers.Dense(3, activation="softmax")]).assemble()
+    report = testing.doctor(model, x, labels, loss="sparse_categorical_crossentropy", custom_objects=CUSTOM)
+    assert report["gradients"].status == "fail" and report["gradients"].values["first_failure"] == "planted"
+    assert not report.ok and "planted" in str(report)
+
+
+def test_doctor_warns_about_unscaled_inputs():
+    x, labels = blobs()
+    pixels = (np.clip(x, 0, 1) * 255).astype(np.float32)
+    report = testing.doctor(mlp(), pixels, labels, loss="sparse_categorical_crossentropy")
+    assert report["input scale"].status == "warn"
+    assert report["input scale"].values["input_0"]["max_abs"] == pytest.approx(255.0)
+    assert "x / 255" in str(report)
+
+
+@pytest.mark.parametrize("loss, make_y, fix", [
+    ("categorical_crossentropy", lambda labels: labels, "SparseCategoricalCrossentropy"),
+    ("sparse_categorical_crossentropy", lambda labels: np.eye(3)[labels], "CategoricalCrossentropy"),
+    ("sparse_categorical_crossentropy", lambda labels: labels + 1, "outside"),
+])
+def test_doctor_catches_labels_that_do_not_fit_the_loss(loss, make_y, fix):
+    x, labels = blobs()
+    report = testing.doctor(mlp(), x, make_y(labels), loss=loss)
+    assert report["labels"].status == "fail" and fix in str(report)
+    assert report["overfit one batch"].status == "skip"
+
+
+def test_doctor_fails_a_model_that_cannot_overfit_with_lr_zero():
+    x, labels = blobs()
+    report = testing.doctor(mlp(), x, labels, loss="sparse_categorical_crossentropy",
+                            optimizer=optimizers.Adam(0.0))
+    check = report["overfit one batch"]
+    assert check.status == "fail" and check.values["final"] == pytest.approx(check.values["start"])
+    assert "Adam(lr=0)" in check.measured and "learning rate" in check.advice
+
+
+def test_doctor_uses_the_compiled_loss_and_optimizer():
+    x, labels = blobs()
+    model = mlp()
+    model.compile(loss="sparse_categorical_crossentropy", optimizer=optimizers.SGD(0.0))
+    before = model.get_weights()
+    report = testing.doctor(model, x, labels)
+    assert report["overfit one batch"].status == "fail" and "SGD(lr=0)" in report["overfit one batch"].measured
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_doctor_flags_dead_relus_saturation_and_a_bad_initial_loss():
+    x, labels = blobs()
+    dead = mlp(hidden_kwargs={"bias_initializer": initializers.Constant(-20.0)})
+    check = testing.doctor(dead, x, labels, loss="sparse_categorical_crossentropy")["dead ReLUs"]
+    assert check.status == "fail" and check.values["shares"][dead.layers[0].name] == 1.0
+    saturated = Model([layers.Dense(64, inshape=(20,), activation="tanh",
+                                    kernel_initializer=initializers.RandomNormal(0.0, 5.0)),
+                       layers.Dense(3, activation="softmax",
+                                    kernel_initializer=initializers.RandomNormal(0.0, 5.0))]).assemble()
+    report = testing.doctor(saturated, x, labels, loss="sparse_categorical_crossentropy")
+    assert report["saturation"].status == "fail" and report["saturation"].values["shares"][saturated.layers[0].name] > 0.5
+    assert report["initial loss"].status == "fail"  # confident wrong guesses: far above ln(3)
