@@ -165,8 +165,9 @@ def check_gradients(target, x=None, inshape=None, y=None, batch_size: int = 3, t
 
 
 # ---------------------------------------------------------------------------- whole-model check
-def _table(header, rows) -> str:
-    """Rows of strings as aligned columns under ``header``, with a rule below it."""
+def format_table(header, rows) -> str:
+    """Rows of strings as aligned text columns under ``header``, with a rule below it (the table
+    style of the printed results: gradient checks, the doctor, experiment comparisons)."""
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     fmt = lambda r: "  ".join(f"{str(c):<{w}}" for c, w in zip(r, widths)).rstrip()  # noqa: E731
     return "\n".join([fmt(header), "  ".join("-" * w for w in widths).rstrip()] + [fmt(r) for r in rows])
@@ -386,7 +387,7 @@ class ModelGradientCheck:
                          _fmt_err(r.passed_error), str(r.skipped or ""), mark))
         return (f"Gradient check (float64 central differences, eps {self.eps:g}, up to {self.elements} elements "
                 f"per array; max relative error, fails above {self.rtol:g}; skipped: elements at a kink or a "
-                f"mask edge)\n" + _table(head, rows) + "\n" + self.message)
+                f"mask edge)\n" + format_table(head, rows) + "\n" + self.message)
 
     def print_report(self) -> None:
         print(self)
@@ -653,7 +654,7 @@ class DoctorReport:
 
     def __str__(self) -> str:
         rows = [(c.name, c.status.upper(), c.measured) for c in self.checks]
-        out = ["Model doctor", _table(("check", "status", "measured"), rows)]
+        out = ["Model doctor", format_table(("check", "status", "measured"), rows)]
         advice = [f"- {c.name}: {c.advice}" for c in self.checks if c.advice and c.status in ("warn", "fail")]
         if advice:
             out += ["", "What to do:"] + advice
