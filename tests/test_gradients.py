@@ -51,6 +51,14 @@ CONV_CASES: dict = {
     "AvgPool1D": [({"pool_size": 3, "strides": 2, "padding": "same"}, (2, 6), False)],
     "GlobalAveragePooling2D": [({}, (2, 3, 4), False), ({"keepdims": True}, (2, 2, 2), False)],
     "GlobalMaxPooling2D": [({}, (2, 3, 4), False), ({"keepdims": True}, (2, 2, 2), False)],
+    "DepthwiseConv2D": [({"kernel_size": 3}, (2, 5, 5), False),
+                        ({"kernel_size": (2, 3), "depth_multiplier": 2, "strides": 2, "padding": "same",
+                          "activation": "tanh", "depthwise_regularizer": "l2"}, (3, 5, 6), False),
+                        ({"kernel_size": 3, "dilation_rate": 2, "padding": "same", "use_bias": False}, (2, 6, 5), False),
+                        ({"kernel_size": 1, "depth_multiplier": 3, "activation": "softmax"}, (1, 3, 3), False)],
+    "SeparableConv2D": [({"filters": 3, "kernel_size": 3}, (2, 5, 5), False),
+                        ({"filters": 2, "kernel_size": 3, "depth_multiplier": 2, "strides": 2, "padding": "same",
+                          "activation": "relu", "pointwise_regularizer": "l2"}, (3, 5, 6), False)],
 }
 CASES.update(CONV_CASES)
 # ---- end of convolution cases ----
@@ -80,6 +88,17 @@ NORM_CASES: dict = {
         ({"axis": (-2, -1), **_AFFINE}, (2, 3, 4), False),
         ({"axis": 1, "scale": False, **_AFFINE}, (4, 3), False),
         ({"center": False, **_AFFINE}, (6,), False),
+    ],
+    "GroupNormalization": [
+        ({"groups": 2, **_AFFINE}, (4, 3, 2), False),            # 2 channels per group over (C/G, H, W)
+        ({"groups": -1, **_AFFINE}, (3, 2, 2), True),            # one per channel: instance norm
+        ({"groups": 3, "axis": -1, "center": False, **_AFFINE}, (2, 6), False),
+        ({"groups": 1, "scale": False, **_AFFINE}, (4, 5), False),
+    ],
+    "LocalResponseNormalization": [
+        ({"depth_radius": 2, "alpha": 0.3, "beta": 0.75}, (6, 2, 2), False),
+        ({"depth_radius": 4, "bias": 2.0, "alpha": 0.5, "beta": 0.6}, (3, 3, 1), False),   # window > channels
+        ({"depth_radius": 1, "alpha": 0.2, "axis": -1}, (2, 5), False),
     ],
 }
 CASES.update(NORM_CASES)

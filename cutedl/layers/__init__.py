@@ -7,10 +7,12 @@ name; ``Model.load`` only creates layers found there.
 """
 from cutedl.layers.base import Input, InputLayer, Layer, Node, Param, forward_takes_mask, registry
 from cutedl.layers.core import Activation, Dense, Dropout, Flatten, Reshape
-from cutedl.layers.conv import Conv1D, Conv2D, Conv2DTranspose, UpSampling2D, ZeroPadding2D
+from cutedl.layers.conv import (Conv1D, Conv2D, Conv2DTranspose, DepthwiseConv2D, SeparableConv2D, UpSampling2D,
+                                ZeroPadding2D)
 from cutedl.layers.pooling import (AvgPool1D, AvgPool2D, GlobalAveragePooling2D, GlobalMaxPooling2D, MaxPool1D,
                                    MaxPool2D)
-from cutedl.layers.normalization import BatchNormalization, LayerNormalization
+from cutedl.layers.normalization import (BatchNormalization, GroupNormalization, LayerNormalization,
+                                         LocalResponseNormalization)
 from cutedl.layers.masking import Masking
 from cutedl.layers.recurrent import GRU, LSTM, RNN, SimpleRNN
 from cutedl.layers.wrappers import Bidirectional, TimeDistributed, Wrapper
@@ -48,6 +50,7 @@ def register(cls=None, *, name: str | None = None):
 Convolution2D, Convolution1D = Conv2D, Conv1D
 MaxPooling2D, AveragePooling2D, MaxPooling1D, AveragePooling1D = MaxPool2D, AvgPool2D, MaxPool1D, AvgPool1D
 GlobalAvgPool2D, GlobalMaxPool2D = GlobalAveragePooling2D, GlobalMaxPooling2D
+SeparableConvolution2D = SeparableConv2D
 
 __all__ = ["Layer", "Param", "registry", "register", "forward_takes_mask", "Input", "InputLayer", "Node",
            "Merge", "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate",
@@ -56,6 +59,7 @@ __all__ = ["Layer", "Param", "registry", "register", "forward_takes_mask", "Inpu
            "MaxPool1D", "AvgPool1D", "GlobalAveragePooling2D", "GlobalMaxPooling2D", "Convolution2D",
            "Convolution1D", "MaxPooling2D", "AveragePooling2D", "MaxPooling1D", "AveragePooling1D",
            "GlobalAvgPool2D", "GlobalMaxPool2D",
-           "BatchNormalization", "LayerNormalization",
+           "DepthwiseConv2D", "SeparableConv2D", "SeparableConvolution2D",
+           "BatchNormalization", "LayerNormalization", "GroupNormalization", "LocalResponseNormalization",
            "Masking", "RNN", "SimpleRNN", "LSTM", "GRU", "Wrapper", "Bidirectional", "TimeDistributed",
            "Embedding"]

@@ -212,6 +212,10 @@ class _Conv(Layer):
         z = w2 @ cols  # (F, C*kh*kw) @ (C*kh*kw, Ho*Wo*n) -> (F, Ho*Wo*n)
         if cache:
             self._cols = cols
+        return self._bias_activate_chwn(z, out_hw, n, cache)
+
+    def _bias_activate_chwn(self, z, out_hw, n, cache):
+        """``z`` (F, Ho*Wo*n), a fresh array, plus the bias and activated, as CHWN ``(F, Ho, Wo, n)``."""
         if self._elementwise_activation():
             y = _bias_activate(self, z, None if self.bias is None else self.bias.value)
             return y.reshape((self.filters,) + out_hw + (n,))
@@ -230,15 +234,9 @@ class _Conv(Layer):
         if self._cols is None:
             raise _no_cache_error(self)
         xp = backend.xp
-        g4 = grad[:, :, None, :] if self.rank == 1 else grad
-        n = g4.shape[0]
+        n = grad.shape[0]
         f = self.filters
-        if self._elementwise_activation():
-            g = _activation_grad(self, g4.transpose(1, 2, 3, 0).reshape(f, -1))
-        else:
-            g = self._activate_backward(g4).transpose(1, 2, 3, 0).reshape(f, -1)
-        if g.dtype != self.dtype:
-            g = g.astype(self.dtype)
+        g = self._grad_z(grad)   # (F, Ho*Wo*n)
         cols = self._cols
         w = self.weight
         xp.matmul(g, cols.T, out=_grad_buffer(w).reshape(f, -1))  # (F, HWn) @ (HWn, C*kh*kw) -> (F, C*kh*kw)
@@ -256,6 +254,16 @@ class _Conv(Layer):
                         (c, h, wd, n))
         dx = dxt.transpose(3, 0, 1, 2)
         return dx[:, :, 0, :] if self.rank == 1 else dx
+
+    def _grad_z(self, grad):
+        """dL/dz ``(F, Ho*Wo*n)`` from dL/dy of the public layout, the inverse of :meth:`_bias_activate_chwn`."""
+        g4 = grad[:, :, None, :] if self.rank == 1 else grad
+        f = self.filters
+        if self._elementwise_activation():
+            g = _activation_grad(self, g4.transpose(1, 2, 3, 0).reshape(f, -1))
+        else:
+            g = self._activate_backward(g4).transpose(1, 2, 3, 0).reshape(f, -1)
+        return g if g.dtype == self.dtype else g.astype(self.dtype)
 
     # ------------------------------------------------------------------ config
     def get_config(self):
@@ -540,4 +548,181 @@ class UpSampling2D(Layer):
     def get_config(self):
         cfg = super().get_config()
         cfg.update(size=list(self.size), interpolation=self.interpolation)
+        return cfg
+
+
+@registry.register("DepthwiseConv2D")
+class DepthwiseConv2D(_Conv):
+    """Depthwise 2-D convolution: each input channel convolved with its own ``depth_multiplier`` kernels.
+
+    Output channel ``c * depth_multiplier + m`` is input channel ``c`` convolved with kernel
+    ``m`` of that channel (Keras' order, and PyTorch's ``Conv2d(C, C * M, k, groups=C)``).
+
+    How it is computed: the im2col matrix of the input, ``(C, kh*kw, Ho*Wo*batch)``, then one
+    einsum over channels, ``(C, M, kh*kw) x (C, kh*kw, P) -> (C, M, P)``; no loop over channels or
+    output positions. (Measured on 64 channels, 3x3, 32x32x64 positions: the einsum takes 26 ms
+    where NumPy's batched matmul, a GEMV per channel, takes 218 ms; the backward einsums likewise.)
+
+    Args:
+        kernel_size: int or ``(kh, kw)``.
+        strides, padding, dilation_rate: as in :class:`Conv2D`.
+        depth_multiplier: output channels per input channel.
+        activation: name or object (default linear).
+        use_bias: add a bias per output channel.
+        depthwise_initializer / bias_initializer, depthwise_regularizer / bias_regularizer:
+            as in Dense (Keras' names).
+    Input shape: ``(batch, channels, height, width)``.
+    Output shape: ``(batch, channels * depth_multiplier, out_height, out_width)``.
+    Params: ``depthwise_weight (channels * depth_multiplier, 1, kh, kw)`` (PyTorch's layout of the
+        grouped convolution's weight, so its fan-in is ``kh * kw``), ``bias (channels * depth_multiplier,)``.
+    Example:
+        >>> DepthwiseConv2D(3, padding='same', inshape=(32, 16, 16))   # 32 -> 32 channels, 288 weights
+    """
+
+    rank = 2
+
+    def __init__(self, kernel_size, strides=1, padding="valid", depth_multiplier: int = 1, dilation_rate=1,
+                 activation=None, use_bias: bool = True, depthwise_initializer="glorot_uniform",
+                 bias_initializer="zeros", depthwise_regularizer=None, bias_regularizer=None, **kwargs):
+        Layer.__init__(self, **kwargs)   # _Conv.__init__ takes filters, which this layer derives
+        who = type(self).__name__
+        self.kernel_size = sp.int_tuple(kernel_size, 2, who, "kernel_size")
+        self.strides = sp.int_tuple(strides, 2, who, "strides")
+        self.dilation_rate = sp.int_tuple(dilation_rate, 2, who, "dilation_rate")
+        self.padding = sp.padding_arg(padding, 2, who, self._paddings)
+        self.depth_multiplier = check_units(who, "depth_multiplier", depth_multiplier)
+        self._set_activation(activation)
+        self.use_bias = check_bool(who, "use_bias", use_bias)
+        set_weight_args(self, depthwise=(depthwise_initializer, depthwise_regularizer),
+                        bias=(bias_initializer, bias_regularizer))
+        self.filters = None   # output channels, known at build
+        self._cols_buf = sp.Scratch()
+        self._dcols_buf = sp.Scratch()
+        self._cols = None
+
+    def build(self, inshape):
+        if len(inshape) != 3 or inshape[0] is None:
+            raise ValueError(f"Layer {self.describe()} expects inputs of shape (batch, channels, height, width) "
+                             f"with a known number of channels, got inshape {tuple(inshape)}.")
+        c, m = inshape[0], self.depth_multiplier
+        self.depthwise_weight = self.add_param("depthwise_weight", (c * m, 1) + self.kernel_size,
+                                               self.depthwise_initializer, self.depthwise_regularizer)
+        self._build_output(c * m)
+        self.outshape = (self.filters,) + self._geometry(inshape[1:])[0]
+
+    def _build_output(self, depth: int):
+        """Create the bias; set ``filters`` (output channels) for the depthwise output of ``depth`` channels."""
+        self.filters = depth
+        self.bias = self.add_param("bias", (depth,), self.bias_initializer, self.bias_regularizer) \
+            if self.use_bias else None
+
+    def _depthwise(self, x4, out_hw, pads, cache):
+        """The depthwise convolution of NCHW ``x4``, without bias: ``(C * M, Ho*Wo*n)``."""
+        n, c = x4.shape[:2]
+        kernel, stride, dil = self.kernel_size, self.strides, self.dilation_rate
+        shape = (c,) + kernel + out_hw + (n,)
+        cols, same = self._cols_buf.get(shape, self.dtype, key=(shape, pads))
+        sp.im2col(sp.to_chwn(x4), kernel, out_hw, stride, dil, (pads[0][0], pads[1][0]), cols, clean=same)
+        cols = cols.reshape(c, kernel[0] * kernel[1], -1)   # (C, K, P), P = Ho*Wo*n
+        if cache:
+            self._cols = cols
+        w = self.depthwise_weight.value.reshape(c, self.depth_multiplier, -1)   # (C, M, K)
+        return backend.xp.einsum("cmk,ckp->cmp", w, cols).reshape(c * self.depth_multiplier, -1)   # (C*M, P)
+
+    def _pointwise(self, d, cache):
+        """What follows the depthwise step before the bias (SeparableConv2D: a 1x1 convolution)."""
+        return d
+
+    def _pointwise_backward(self, g):
+        """dL/d(depthwise output) from dL/dz; assigns the pointwise grads (none here)."""
+        return g
+
+    def _forward_chwn(self, x4, out_hw, pads, cache):
+        n = x4.shape[0]
+        z = self._pointwise(self._depthwise(x4, out_hw, pads, cache), cache)   # (F, Ho*Wo*n)
+        return self._bias_activate_chwn(z, out_hw, n, cache)
+
+    def backward(self, grad):
+        if self._cols is None:
+            raise _no_cache_error(self)
+        xp = backend.xp
+        g = self._grad_z(grad)   # (F, P)
+        if self.bias is not None:
+            xp.sum(g, axis=1, out=_grad_buffer(self.bias))
+        cols = self._cols   # (C, K, P)
+        c, k, p = cols.shape
+        m = self.depth_multiplier
+        gd = self._pointwise_backward(g).reshape(c, m, p)   # (C, M, P)
+        wt = self.depthwise_weight
+        xp.einsum("cmp,ckp->cmk", gd, cols, out=_grad_buffer(wt).reshape(c, m, k))   # (C, M, K)
+        if self.skip_input_grad:
+            return None
+        dcols, _ = self._dcols_buf.get(cols.shape, self.dtype)
+        xp.einsum("cmk,cmp->ckp", wt.value.reshape(c, m, k), gd, out=dcols)   # (C, K, P)
+        n, _, h, w = self._x_shape
+        (pt, _), (pl, _) = self._pads
+        dxt = sp.col2im(dcols.reshape((c,) + self.kernel_size + self._out_hw + (n,)), self.kernel_size,
+                        self._out_hw, self.strides, self.dilation_rate, (pt, pl), (c, h, w, n))
+        return dxt.transpose(3, 0, 1, 2)
+
+    def get_config(self):
+        cfg = Layer.get_config(self)
+        cfg.update(kernel_size=list(self.kernel_size), strides=list(self.strides),
+                   padding=sp.serialize_padding(self.padding), depth_multiplier=self.depth_multiplier,
+                   dilation_rate=list(self.dilation_rate), activation=activations.serialize(self.activation),
+                   use_bias=self.use_bias, **weight_args_config(self, "depthwise", "bias"))
+        return cfg
+
+
+@registry.register("SeparableConv2D", "SeparableConvolution2D")
+class SeparableConv2D(DepthwiseConv2D):
+    """Depthwise separable 2-D convolution: a :class:`DepthwiseConv2D` then a 1x1 convolution to ``filters``.
+
+    As in Keras, the bias and the activation come after the pointwise step only. Costs about
+    ``1 / filters + 1 / (kh * kw)`` of a Conv2D's multiply-adds (Xception, MobileNet).
+
+    Args:
+        filters: output channels.
+        kernel_size, strides, padding, depth_multiplier, dilation_rate, activation, use_bias:
+            as in :class:`DepthwiseConv2D`.
+        depthwise_initializer / pointwise_initializer / bias_initializer,
+        depthwise_regularizer / pointwise_regularizer / bias_regularizer: as in Dense.
+    Input shape: ``(batch, channels, height, width)``.
+    Output shape: ``(batch, filters, out_height, out_width)``.
+    Params: ``depthwise_weight (channels * depth_multiplier, 1, kh, kw)``,
+        ``pointwise_weight (filters, channels * depth_multiplier, 1, 1)`` (a Conv2D 1x1 weight),
+        ``bias (filters,)``.
+    Example:
+        >>> SeparableConv2D(64, 3, padding='same', activation='relu', inshape=(32, 16, 16))
+    """
+
+    def __init__(self, filters: int, kernel_size, strides=1, padding="valid", depth_multiplier: int = 1,
+                 dilation_rate=1, activation=None, use_bias: bool = True, depthwise_initializer="glorot_uniform",
+                 pointwise_initializer="glorot_uniform", bias_initializer="zeros", depthwise_regularizer=None,
+                 pointwise_regularizer=None, bias_regularizer=None, **kwargs):
+        super().__init__(kernel_size, strides, padding, depth_multiplier, dilation_rate, activation, use_bias,
+                         depthwise_initializer, bias_initializer, depthwise_regularizer, bias_regularizer, **kwargs)
+        self.filters = check_units("SeparableConv2D", "filters", filters)
+        set_weight_args(self, pointwise=(pointwise_initializer, pointwise_regularizer))
+        self._d = None
+
+    def _build_output(self, depth: int):
+        self.pointwise_weight = self.add_param("pointwise_weight", (self.filters, depth, 1, 1),
+                                               self.pointwise_initializer, self.pointwise_regularizer)
+        super()._build_output(self.filters)
+
+    def _pointwise(self, d, cache):
+        self._d = d if cache else None
+        w = self.pointwise_weight.value.reshape(self.filters, -1)
+        return w @ d   # (F, C*M) @ (C*M, Ho*Wo*n) -> (F, Ho*Wo*n)
+
+    def _pointwise_backward(self, g):
+        w = self.pointwise_weight
+        xp = backend.xp
+        xp.matmul(g, self._d.T, out=_grad_buffer(w).reshape(self.filters, -1))   # (F, P) @ (P, C*M) -> (F, C*M)
+        return w.value.reshape(self.filters, -1).T @ g   # (C*M, F) @ (F, P) -> (C*M, P)
+
+    def get_config(self):
+        cfg = super().get_config()
+        cfg = {"filters": self.filters, **cfg, **weight_args_config(self, "pointwise")}
         return cfg

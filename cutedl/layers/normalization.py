@@ -1,7 +1,7 @@
-"""Normalization layers: BatchNormalization, LayerNormalization.
+"""Normalization layers: BatchNormalization, LayerNormalization, GroupNormalization, LocalResponseNormalization.
 
-Both compute ``y = gamma * (x - mean) / sqrt(var + epsilon) + beta``; they differ in which axes
-the statistics are taken over:
+Batch, Layer and Group normalization compute ``y = gamma * (x - mean) / sqrt(var + epsilon) + beta``;
+they differ in which axes the statistics are taken over:
 
 * ``BatchNormalization`` normalizes each *channel* (or feature) with statistics over the batch
   and every other axis: over ``(batch, H, W)`` for a channels-first conv map ``(batch, C, H, W)``,
@@ -9,6 +9,9 @@ the statistics are taken over:
   batch and updates moving averages of them; at inference it uses the moving averages.
 * ``LayerNormalization`` normalizes each *sample* over its feature axes (the last by default),
   the same way in training and inference.
+* ``GroupNormalization`` normalizes each sample per group of channels (over the group's channels
+  and the spatial axes); ``LocalResponseNormalization`` divides by a power of the sum of squares
+  over neighbouring channels (TensorFlow's ``tf.nn.lrn``; no learned params).
 
 Variances are biased (divided by the count, not count - 1), in the batch statistics and in the
 moving variance alike, as in Keras.
@@ -18,7 +21,7 @@ from __future__ import annotations
 import math
 
 from cutedl import backend
-from cutedl._validate import check_bool, check_number, is_int
+from cutedl._validate import check_bool, check_int, check_number, is_int
 from cutedl.layers._args import set_weight_args, weight_args_config
 from cutedl.layers.base import Layer, fmt_shape, grad_enabled, registry
 
@@ -462,4 +465,216 @@ class LayerNormalization(_Normalization):
     def get_config(self):
         cfg = super().get_config()
         cfg.update(axis=list(self.axis) if len(self.axis) > 1 else self.axis[0], **self._affine_config())
+        return cfg
+
+
+@registry.register("GroupNormalization")
+class GroupNormalization(_Normalization):
+    """Normalize each sample per group of channels: ``gamma * (x - mean) / sqrt(var + epsilon) + beta``.
+
+    The channels of ``axis`` are split into ``groups`` consecutive groups; mean and biased variance
+    are taken per sample and group, over the group's channels and every other non-batch axis
+    (Wu & He, 2018). ``groups=1`` is LayerNormalization over all of ``(C, H, W)`` with a
+    per-channel affine; ``groups=-1`` (one group per channel) is InstanceNormalization. The same
+    in training and inference, with no moving statistics, so it works for any batch size.
+
+    Args:
+        groups: number of groups, a divisor of the channel count, or -1 for one per channel.
+        axis: the channel axis of ``(batch, ...)``: 1 (default) for channels-first maps
+            ``(batch, C, H, W)``; -1 for the last axis.
+        epsilon: added to the variance, > 0.
+        center / scale: learn a per-channel offset ``beta`` / factor ``gamma``.
+        beta_initializer / gamma_initializer / beta_regularizer / gamma_regularizer: as in
+            BatchNormalization.
+    Input shape: ``(batch, ...)`` with the channel axis of known size. Output shape: the same.
+    Params: ``gamma (C,)``, ``beta (C,)``.
+    Example:
+        >>> Model([Conv2D(64, 3, inshape=(3, 32, 32)), GroupNormalization(32), Activation('relu')])
+    """
+
+    def __init__(self, groups: int = 32, axis: int = 1, epsilon: float = 1e-3, center: bool = True,
+                 scale: bool = True, beta_initializer="zeros", gamma_initializer="ones", beta_regularizer=None,
+                 gamma_regularizer=None, **kwargs):
+        super().__init__(epsilon, center, scale, beta_initializer, gamma_initializer, beta_regularizer,
+                         gamma_regularizer, **kwargs)
+        groups = check_int("GroupNormalization", "groups", groups, minimum=-1,
+                           what="a positive integer (a divisor of the channel count) or -1 (one per channel)")
+        if groups == 0:
+            raise ValueError("GroupNormalization: groups must be a positive integer (a divisor of the channel "
+                             "count) or -1 (one per channel), got 0.")
+        self.groups = groups
+        self.axis = _check_axis("GroupNormalization", axis)
+
+    def build(self, inshape):
+        a = _resolve_axis(self, self.axis, inshape)
+        channels = inshape[a - 1]
+        groups = channels if self.groups == -1 else self.groups
+        if channels % groups:
+            divisors = [d for d in range(1, channels + 1) if channels % d == 0 and d <= groups]
+            raise ValueError(f"Layer {self.describe()}: groups={groups} does not divide the {channels} channels of "
+                             f"axis {self.axis} of input {fmt_shape(inshape)}. Use a divisor of {channels} (the "
+                             f"nearest below is {divisors[-1]}) or groups=-1 for one group per channel.")
+        self._groups = groups
+        self._channel_axis = a
+        # gamma/beta broadcast over (batch, C, ...) with the channel axis moved to 1
+        self._bshape = (1, channels) + (1,) * (len(inshape) - 1)
+        self._add_affine((channels,))
+        self.outshape = tuple(inshape)
+
+    def forward(self, x, training=False):
+        self.check_input(x)
+        xp = backend.xp
+        if x.dtype != self.dtype:
+            x = x.astype(self.dtype)
+        a = self._channel_axis
+        xt = x if a == 1 else xp.moveaxis(x, a, 1)   # (batch, C, ...)
+        n = xt.shape[0]
+        xg = xt.reshape(n, self._groups, -1)   # (batch, G, C/G * rest): a group's values are contiguous
+        xc = xg - xg.mean(axis=2, keepdims=True)   # centered once: no E[x^2] - mean^2 cancellation
+        var = xp.einsum("ngs,ngs->ng", xc, xc) * self.dtype.type(1.0 / xg.shape[2])   # (batch, G)
+        inv = (1.0 / xp.sqrt(var + self.dtype.type(self.epsilon)))[:, :, None]   # (batch, G, 1)
+        xhat = xc * inv   # (batch, G, S)
+        y = xhat.reshape(xt.shape)
+        if self.gamma is not None:
+            y = y * self.gamma.value.reshape(self._bshape)
+        if self.beta is not None:
+            y = y + self.beta.value.reshape(self._bshape)
+        if grad_enabled():
+            self._xhat, self._inv = xhat, inv
+        else:
+            self._xhat = self._inv = None
+        return y if a == 1 else xp.moveaxis(y, 1, a)
+
+    def backward(self, grad):
+        if getattr(self, "_xhat", None) is None:
+            raise _no_cache_error(self)
+        xp = backend.xp
+        if grad.dtype != self.dtype:
+            grad = grad.astype(self.dtype)
+        a = self._channel_axis
+        gt = grad if a == 1 else xp.moveaxis(grad, a, 1)   # (batch, C, ...)
+        xhat, inv = self._xhat, self._inv
+        n, c = gt.shape[:2]
+        g3 = gt.reshape(n, c, -1)   # (batch, C, rest)
+        if self.beta is not None:
+            self._set_grad(self.beta, g3.sum(axis=(0, 2)))
+        if self.gamma is not None:
+            self._set_grad(self.gamma, xp.einsum("ncs,ncs->c", g3, xhat.reshape(n, c, -1)))
+        if self.skip_input_grad:
+            return None
+        gh = gt if self.gamma is None else gt * self.gamma.value.reshape(self._bshape)
+        gg = gh.reshape(xhat.shape)   # (batch, G, S)
+        # per group: dx = inv * (gh - mean(gh) - xhat * mean(gh * xhat))
+        s = self.dtype.type(1.0 / xhat.shape[2])
+        mean_g = gg.sum(axis=2, keepdims=True) * s
+        mean_gx = xp.einsum("ngs,ngs->ng", gg, xhat)[:, :, None] * s
+        dx = (gg - mean_g - xhat * mean_gx) * inv
+        dx = dx.reshape(gt.shape)
+        return dx if a == 1 else xp.moveaxis(dx, 1, a)
+
+    def get_config(self):
+        cfg = super().get_config()
+        cfg.update(groups=self.groups, axis=self.axis, **self._affine_config())
+        return cfg
+
+
+@registry.register("LocalResponseNormalization")
+class LocalResponseNormalization(Layer):
+    """Local response normalization across channels, TensorFlow's ``tf.nn.lrn`` (AlexNet, 2012).
+
+    For each channel ``c``, ``sqr_sum[c] = sum(x[c - r .. c + r] ** 2)`` over the
+    ``2 * depth_radius + 1`` neighbouring channels that exist (the window is cut at the first
+    and last channel), and ``y = x / (bias + alpha * sqr_sum) ** beta``.
+
+    ``alpha`` multiplies the *sum*, as in TensorFlow; PyTorch's ``LocalResponseNorm(size, alpha)``
+    multiplies the *mean* over ``size`` channels (zero-padded), so it equals this layer with
+    ``depth_radius = (size - 1) // 2`` (``size`` odd) and ``alpha = alpha_torch / size``. The
+    TensorFlow CIFAR-10 tutorial's ``lrn(depth_radius=4, bias=1.0, alpha=0.001 / 9.0, beta=0.75)``
+    is ``LocalResponseNormalization(4, 1.0, 0.001 / 9, 0.75)``.
+
+    Args:
+        depth_radius: half-width ``r`` of the channel window, >= 0.
+        bias: added to the scaled sum, > 0 (so the base of the power is positive).
+        alpha: scale of the sum of squares, >= 0.
+        beta: exponent, >= 0.
+        axis: the channel axis of ``(batch, ...)``: 1 (default, channels-first); TensorFlow's
+            channels-last layout is ``axis=-1``.
+    Input shape: ``(batch, ...)``. Output shape: the same. No params.
+    Example:
+        >>> Model([Conv2D(64, 5, padding='same', activation='relu', inshape=(3, 32, 32)),
+        ...        MaxPool2D(3, strides=2, padding='same'),
+        ...        LocalResponseNormalization(4, bias=1.0, alpha=0.001 / 9, beta=0.75)])
+    """
+
+    def __init__(self, depth_radius: int = 5, bias: float = 1.0, alpha: float = 1.0, beta: float = 0.5,
+                 axis: int = 1, **kwargs):
+        super().__init__(**kwargs)
+        who = "LocalResponseNormalization"
+        self.depth_radius = check_int(who, "depth_radius", depth_radius, minimum=0)
+        self.bias = check_number(who, "bias", bias, minimum=0.0, low_open=True)
+        self.alpha = check_number(who, "alpha", alpha, minimum=0.0)
+        self.beta = check_number(who, "beta", beta, minimum=0.0)
+        self.axis = _check_axis(who, axis)
+
+    def build(self, inshape):
+        self._channel_axis = _resolve_axis(self, self.axis, inshape)
+        self.outshape = tuple(inshape)
+
+    def _window_sum(self, v):
+        """``out[c] = sum(v[c - r .. c + r])`` along the channel axis, the window cut at the ends.
+
+        2r shifted slice adds (exact; any strides, so the CHWN memory of a conv output is read
+        as it is), not a cumulative sum, whose differences would cancel in float32.
+        """
+        a, channels = self._channel_axis, v.shape[self._channel_axis]
+        lead = (slice(None),) * a
+        out = v.copy()
+        for d in range(1, min(self.depth_radius, channels - 1) + 1):
+            out[lead + (slice(d, None),)] += v[lead + (slice(0, channels - d),)]   # out[c] += v[c - d]
+            out[lead + (slice(0, channels - d),)] += v[lead + (slice(d, None),)]   # out[c] += v[c + d]
+        return out
+
+    def _neg_power(self, s):
+        """``s ** -beta``; the tutorials' beta = 0.5 and 0.75 through square roots (5x faster than pow)."""
+        xp = backend.xp
+        if self.beta == 0.5:
+            return 1.0 / xp.sqrt(s)
+        if self.beta == 0.75:
+            r = xp.sqrt(s)
+            return 1.0 / (r * xp.sqrt(r))
+        return xp.power(s, -self.beta)
+
+    def forward(self, x, training=False):
+        self.check_input(x)
+        if x.dtype != self.dtype:
+            x = x.astype(self.dtype)
+        s = self._window_sum(x * x)
+        s *= self.dtype.type(self.alpha)
+        s += self.dtype.type(self.bias)   # bias + alpha * sqr_sum, > 0
+        p = self._neg_power(s)
+        if grad_enabled():
+            self._x, self._s, self._p = x, s, p
+        else:
+            self._x = self._s = self._p = None
+        return x * p
+
+    def backward(self, grad):
+        if getattr(self, "_x", None) is None:
+            raise _no_cache_error(self)
+        if self.skip_input_grad:
+            return None
+        if grad.dtype != self.dtype:
+            grad = grad.astype(self.dtype)
+        x, s, p = self._x, self._s, self._p
+        # y_j = x_j * s_j^-beta with s_j = bias + alpha * sum_{|i-j|<=r} x_i^2, so
+        # dx_i = g_i * s_i^-beta - 2 alpha beta x_i * sum_{|j-i|<=r} g_j x_j s_j^(-beta-1)
+        # (the window is symmetric: the same window sum carries the gradient back).
+        t = grad * x * p / s
+        dx = grad * p
+        dx -= self.dtype.type(2.0 * self.alpha * self.beta) * x * self._window_sum(t)
+        return dx
+
+    def get_config(self):
+        cfg = super().get_config()
+        cfg.update(depth_radius=self.depth_radius, bias=self.bias, alpha=self.alpha, beta=self.beta, axis=self.axis)
         return cfg
