@@ -4,6 +4,10 @@ A metric is called like a loss, ``metric(y_true, y_pred) -> float``, and returns
 one batch: the mean over the samples (and time steps for sequence outputs). Every sample weighs
 the same, so averaging batch values weighted by batch size gives the value on the whole data set.
 
+Stateful metrics (``stateful = True``: precision, recall, f1, auc, confusion_matrix) are not
+such means: they accumulate counts with ``update(y_true, y_pred)`` over the batches of a pass
+and ``result()`` computes the value from the totals (see :class:`StatefulMetric`).
+
 ``metric.name`` is the key the value is logged under (``'accuracy'``, ``'val_accuracy'`` for
 validation). ``get('acc')`` logs as ``'acc'``: a metric fetched by name keeps the name it was
 asked by, as in Keras. ``metric.direction`` is ``'max'`` when higher is better, ``'min'``
@@ -17,10 +21,12 @@ otherwise; :func:`direction` answers the same for any log key (``direction('val_
 """
 from __future__ import annotations
 
+import copy
+
 from cutedl import backend
 from cutedl._registry import Registry, normalize_name
-from cutedl._validate import check_int, check_number
-from cutedl.backend import as_array, floatx
+from cutedl._validate import check_bool, check_choice, check_int, check_number
+from cutedl.backend import as_array, floatx, np
 from cutedl.losses import registry as _loss_registry
 from cutedl.losses import check_mask, sparse_labels
 
@@ -36,6 +42,8 @@ class Metric:
 
     registry_name = "metric"
     direction = "max"
+    #: False: a mean of per-batch values. :class:`StatefulMetric` subclasses accumulate instead.
+    stateful = False
 
     def __init__(self, name: str | None = None):
         if name is not None and (not isinstance(name, str) or not name):
@@ -325,3 +333,451 @@ class MeanSquaredError(Metric):
         t, p = _float_pair("MeanSquaredError", y_true, y_pred)
         d = p - t
         return d * d
+
+
+# --- stateful metrics: accumulated over batches ------------------------------------------------
+
+
+class StatefulMetric(Metric):
+    """Base of metrics that are not a mean of per-sample values (precision, AUC...): they
+    accumulate counts over every batch of a pass and compute the value from the totals.
+
+    Protocol (what the training loop and checkpoints use):
+
+    - ``stateful = True``;
+    - :meth:`reset` empties the state; :meth:`update` ``(y_true, y_pred, mask=None)`` adds a batch;
+    - :meth:`result` the value of everything added since the reset, as a Python float;
+    - :meth:`get_state` / :meth:`set_state` a dict of host arrays (checkpoints);
+    - :meth:`merge_state` adds another accumulator's :meth:`get_state` (data-parallel ranks sum
+      their states: every state here is a table of counts).
+
+    The counts live on the device (``backend.xp``), so :meth:`update` copies nothing back to the
+    host; :meth:`result` brings back one scalar. Calling the metric, ``metric(y_true, y_pred)``,
+    gives the value on that one batch and leaves the accumulated state alone.
+    """
+
+    stateful = True
+    #: the count tables, kept as attributes ``_<key>`` and saved by get_state() under ``<key>``
+    _state_keys: tuple = ()
+
+    def __init__(self, name: str | None = None):
+        super().__init__(name)
+        self.reset()
+
+    def __call__(self, y_true, y_pred, mask=None) -> float:
+        """The metric on this one batch (a fresh accumulator: the state of ``self`` is untouched)."""
+        one = copy.copy(self)
+        one.reset()  # rebinds the counts: self keeps its own
+        one.update(y_true, y_pred, mask=mask)
+        return one.result()
+
+    def reset(self) -> None:
+        raise NotImplementedError
+
+    def update(self, y_true, y_pred, mask=None) -> None:
+        raise NotImplementedError
+
+    def result(self) -> float:
+        raise NotImplementedError
+
+    # --- state: count tables, named by _state_keys, kept as attributes '_<key>' ---
+
+    def get_state(self) -> dict:
+        """``{key: host int64 array}`` copies of the counts (shape (0, ...) before any update)."""
+        return {k: backend.to_host(getattr(self, "_" + k)).astype(np.int64) for k in self._state_keys}
+
+    def _checked_state(self, state, what: str) -> dict:
+        """``state`` (a get_state() dict) as host int64 tables, validated against this metric."""
+        who = f"{type(self).__name__}.{what}"
+        if not isinstance(state, dict) or set(state) != set(self._state_keys):
+            got = sorted(state) if isinstance(state, dict) else type(state).__name__
+            raise ValueError(f"{who} expects the dict returned by get_state(), with keys {list(self._state_keys)}, "
+                             f"got {got}.")
+        out = {}
+        for k in self._state_keys:
+            a = backend.to_host(state[k]) if backend.is_array(state[k]) else as_array(state[k], who, repr(k))
+            counts = a.dtype.kind in "iu" or (a.dtype.kind == "f" and bool(np.all(a == np.floor(a))))
+            if not counts or not self._fits(a.shape) or bool(np.any(a < 0)):
+                raise ValueError(f"{who}: {k!r} must be a table of counts (integers >= 0) of shape "
+                                 f"{self._shape_text()}, got dtype {a.dtype} and shape {a.shape}.")
+            out[k] = a.astype(np.int64)
+        rows = {out[k].shape[0] for k in self._state_keys}
+        if len(rows) != 1:
+            raise ValueError(f"{who}: the tables count different numbers of classes: "
+                             f"{ {k: out[k].shape for k in self._state_keys} }.")
+        fixed = getattr(self, "num_classes", None)
+        n = rows.pop()
+        if fixed is not None and n not in (0, fixed):
+            raise ValueError(f"{who}: the state counts {n} classes but the metric was created with "
+                             f"num_classes={fixed}.")
+        return out
+
+    def _fits(self, shape) -> bool:
+        """Whether a state table may have ``shape``."""
+        raise NotImplementedError
+
+    def _shape_text(self) -> str:
+        raise NotImplementedError
+
+    def set_state(self, state: dict) -> None:
+        """Restore what :meth:`get_state` returned (copies it)."""
+        checked = self._checked_state(state, "set_state")
+        if next(iter(checked.values())).shape[0] == 0:  # saved before any batch
+            self.reset()
+            return
+        for k, a in checked.items():
+            setattr(self, "_" + k, backend.asarray(a))
+
+    def merge_state(self, other: dict) -> None:
+        """Add another accumulator's :meth:`get_state` to this one (sums of counts)."""
+        checked = self._checked_state(other, "merge_state")
+        theirs = next(iter(checked.values())).shape[0]
+        mine = getattr(self, "_" + self._state_keys[0]).shape[0]
+        if theirs == 0:
+            return
+        if mine and theirs != mine:
+            raise ValueError(f"{type(self).__name__}.merge_state: the other state counts {theirs} classes, this "
+                             f"one {mine}. Merge states of the same metric on the same outputs.")
+        for k, a in checked.items():
+            setattr(self, "_" + k, backend.asarray(a) + getattr(self, "_" + k) if mine else backend.asarray(a))
+
+
+def _selected(who: str, y_true, y_pred, mask):
+    """The arrays, with only the real steps when a mask is given."""
+    y_true, y_pred = _arrays(who, y_true, y_pred)
+    if mask is not None:
+        mask = check_mask(who, mask, y_pred)
+        if y_true.shape[:mask.ndim] != mask.shape:
+            raise ValueError(f"{who}: the targets must have one entry per time step like the output mask "
+                             f"{mask.shape}, got y_true of shape {y_true.shape} for y_pred of shape "
+                             f"{y_pred.shape}. Pad the targets like the inputs, to (batch, T, ...).")
+        if not mask.all():
+            y_true, y_pred = y_true[mask], y_pred[mask]
+    return y_true, y_pred
+
+
+def _is_binary(y_pred) -> bool:
+    """One score per sample (``(batch,)`` or ``(..., 1)``): a binary problem."""
+    return y_pred.ndim == 1 or y_pred.shape[-1] == 1
+
+
+def _binary_targets(who: str, y_true, y_pred):
+    """0/1 targets shaped like ``y_pred``, as a flat intp array (ValueError naming a bad value)."""
+    xp = backend.xp
+    t = _same_shape(who, y_true, y_pred).reshape(-1)
+    if t.dtype.kind != "b":
+        bad = (t != 0) & (t != 1)
+        if bool(bad.any()):
+            raise ValueError(f"{who} expects binary targets 0 or 1 for one output per sample, got "
+                             f"{t[bad.argmax()].item()!r}. For several classes give the model one output per "
+                             f"class (softmax) with one-hot or integer labels.")
+    return t.astype(xp.intp)
+
+
+def _class_targets(who: str, y_true, y_pred):
+    """Class indices ``(n,)`` from one-hot/probability rows (argmax) or integer labels."""
+    _need_classes(who, y_pred)
+    if y_true.shape == y_pred.shape:
+        return y_true.reshape(-1, y_pred.shape[-1]).argmax(axis=1)
+    return sparse_labels(who, y_true, y_pred)
+
+
+def _pairs(who: str, y_true, y_pred, threshold: float):
+    """``(true, predicted, classes)``: flat class indices of each sample (and step).
+
+    One output per sample: binary, predicted 1 when ``y_pred > threshold``, 2 classes. Several:
+    the argmax of ``y_pred`` against the argmax of one-hot/probability targets or integer labels.
+    """
+    xp = backend.xp
+    if _is_binary(y_pred):
+        return _binary_targets(who, y_true, y_pred), (y_pred.reshape(-1) > threshold).astype(xp.intp), 2
+    classes = y_pred.shape[-1]
+    return _class_targets(who, y_true, y_pred), y_pred.reshape(-1, classes).argmax(axis=1), classes
+
+
+class _ConfusionCounts(StatefulMetric):
+    """Accumulates a ``(classes, classes)`` confusion matrix, rows = true class, columns = predicted."""
+
+    _state_keys = ("matrix",)
+    num_classes = None
+    threshold = 0.5
+
+    def reset(self) -> None:
+        n = self.num_classes or 0  # 0: classes taken from the first batch
+        self._matrix = backend.xp.zeros((n, n), dtype=backend.xp.int64)
+
+    def _fits(self, shape) -> bool:
+        return len(shape) == 2 and shape[0] == shape[1]
+
+    def _shape_text(self) -> str:
+        return "(classes, classes)"
+
+    def update(self, y_true, y_pred, mask=None) -> None:
+        """Add a batch: ``y_pred (batch, ..., classes)`` or ``(batch,)``/``(batch, ..., 1)`` (binary)."""
+        who = type(self).__name__
+        xp = backend.xp
+        y_true, y_pred = _selected(who, y_true, y_pred, mask)
+        if y_pred.size == 0:
+            return
+        true, pred, classes = _pairs(who, y_true, y_pred, self.threshold)
+        self._check_batch(classes)
+        counts = xp.bincount(true * classes + pred, minlength=classes * classes).reshape(classes, classes)
+        if self._matrix.shape[0] == 0:
+            self._matrix = counts.astype(xp.int64)
+        elif self._matrix.shape[0] != classes:
+            raise ValueError(f"{who}: this batch has {classes} classes but the earlier batches had "
+                             f"{self._matrix.shape[0]}. Call reset() before metrics of other outputs.")
+        else:
+            self._matrix += counts
+
+    def _check_batch(self, classes: int) -> None:
+        pass
+
+    def _per_class(self):
+        """(tp, fp, fn) per class as float64 device arrays."""
+        m = self._matrix.astype(backend.xp.float64)
+        tp = backend.xp.diagonal(m)
+        return tp, m.sum(axis=0) - tp, m.sum(axis=1) - tp
+
+
+def _ratio(num, den):
+    """num / den with 0 where den == 0 (Keras' divide_no_nan)."""
+    xp = backend.xp
+    return xp.where(den > 0, num / xp.where(den > 0, den, 1.0), 0.0)
+
+
+class _ClassificationScore(_ConfusionCounts):
+    """Precision, recall and F1: binary (the positive class 1) or the macro mean over classes."""
+
+    def __init__(self, threshold: float = 0.5, average: str | None = None, name: str | None = None):
+        who = type(self).__name__
+        self.threshold = check_number(who, "threshold", threshold)
+        self.average = None if average is None else check_choice(who, "average", average, ("binary", "macro"))
+        super().__init__(name)
+
+    def _check_batch(self, classes: int) -> None:
+        if self.average == "binary" and classes != 2:
+            raise ValueError(f"{type(self).__name__}(average='binary') got y_pred with {classes} classes; binary "
+                             f"needs one output per sample (or two classes). Use average='macro' for several classes.")
+
+    def _scores(self, tp, fp, fn):
+        raise NotImplementedError
+
+    def result(self) -> float:
+        if self._matrix.shape[0] == 0:
+            return 0.0
+        tp, fp, fn = self._per_class()
+        scores = self._scores(tp, fp, fn)  # (classes,)
+        # two classes score class 1 (the positive one) unless macro is asked; more are macro-averaged
+        macro = self.average == "macro" or (self.average is None and self._matrix.shape[0] > 2)
+        return backend.item(scores.mean() if macro else scores[1])
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "threshold": self.threshold, "average": self.average}
+
+
+_SCORE_DOC = """
+
+    Accumulated over every batch since :meth:`reset` (a ratio of summed counts, not a mean of
+    per-batch values). Classes are decided as by ``accuracy``:
+
+    * one output per sample (``(batch,)`` or ``(batch, ..., 1)``): binary, predicted positive when
+      ``y_pred > threshold``; targets 0/1.
+    * several outputs ``(batch, ..., classes)``: the predicted class is the argmax; targets are
+      one-hot (or probability) rows, argmax taken, or integer labels.
+
+    With two classes (one output, or two softmax outputs) the score is class 1's, the positive
+    class. With more it is the macro average: the mean over classes of each class's score
+    (one-vs-rest), every class counting the same, including classes never seen (score 0).
+
+    A count ratio with a zero denominator is 0 (Keras' divide_no_nan). For multi-label targets
+    (several 1s per row, sigmoid outputs) these class-exclusive definitions do not apply.
+
+    Args:
+        threshold: probability above which a binary prediction is positive (default 0.5; 0.0
+            for logits).
+        average: None (as above), 'binary' (class 1's score; refuses more than 2 classes) or
+            'macro' (the mean over classes, also for two: classes 0 and 1).
+        name: the log key.
+    """
+
+
+@registry.register("precision")
+class Precision(_ClassificationScore):
+    __doc__ = "Precision ``tp / (tp + fp)``: the share of predicted positives that are right." + _SCORE_DOC
+
+    def _scores(self, tp, fp, fn):
+        return _ratio(tp, tp + fp)
+
+
+@registry.register("recall")
+class Recall(_ClassificationScore):
+    __doc__ = "Recall ``tp / (tp + fn)``: the share of real positives found." + _SCORE_DOC
+
+    def _scores(self, tp, fp, fn):
+        return _ratio(tp, tp + fn)
+
+
+@registry.register("f1", "f1_score")
+class F1Score(_ClassificationScore):
+    __doc__ = ("F1 score ``2 tp / (2 tp + fp + fn)``, the harmonic mean of precision and recall "
+               "(macro: the mean of the per-class F1, as Keras' F1Score(average='macro'))." + _SCORE_DOC)
+
+    def _scores(self, tp, fp, fn):
+        return _ratio(2 * tp, 2 * tp + fp + fn)
+
+
+@registry.register("confusion_matrix")
+class ConfusionMatrix(_ConfusionCounts):
+    """The confusion matrix over every batch since :meth:`reset`; logs the accuracy it implies.
+
+    ``matrix()[i, j]`` counts samples (and time steps) of true class i predicted as class j.
+    Classes are decided as by :class:`Precision`: one output per sample is binary (2 classes,
+    predicted 1 when ``y_pred > threshold``); several outputs take the argmax, against one-hot
+    (argmax) or integer targets.
+
+    Args:
+        num_classes: the number of classes (2 for one output per sample); None takes it from the
+            first batch.
+        threshold: for binary outputs (default 0.5).
+        name: the log key.
+    Returns:
+        :meth:`result` is the accuracy ``trace / total`` (0 before any sample), so the logged
+        value improves upwards; :meth:`matrix` is the ``(classes, classes)`` host int64 array.
+
+    Example:
+        >>> cm = ConfusionMatrix(3)
+        >>> for x, y in batches: cm.update(y, model.predict(x))
+        >>> cm.matrix()
+    """
+
+    def __init__(self, num_classes: int | None = None, threshold: float = 0.5, name: str | None = None):
+        who = "ConfusionMatrix"
+        self.num_classes = check_int(who, "num_classes", num_classes, minimum=2, allow_none=True)
+        self.threshold = check_number(who, "threshold", threshold)
+        super().__init__(name)
+
+    def _check_batch(self, classes: int) -> None:
+        if self.num_classes is not None and classes != self.num_classes:
+            raise ValueError(f"ConfusionMatrix(num_classes={self.num_classes}) got y_pred with {classes} classes "
+                             f"({'one output per sample: binary' if classes == 2 else 'its last axis'}). Pass the "
+                             f"number of classes the model outputs, or None to take it from the data.")
+
+    def result(self) -> float:
+        total = self._matrix.sum()
+        if self._matrix.shape[0] == 0:
+            return 0.0
+        return backend.item(backend.xp.trace(self._matrix) / backend.xp.maximum(total, 1))
+
+    def matrix(self) -> np.ndarray:
+        """The accumulated ``(classes, classes)`` counts as a host int64 array (rows: true class)."""
+        return backend.to_host(self._matrix).astype(np.int64)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "num_classes": self.num_classes, "threshold": self.threshold}
+
+
+@registry.register("auc")
+class AUC(StatefulMetric):
+    """Area under the ROC curve, accumulated over batches: binary, or macro one-vs-rest.
+
+    The state is two histograms of scores per class (Keras' approach, constant memory): positives
+    and negatives counted in ``num_thresholds - 1`` equal bins of [0, 1], bin k holding scores in
+    ``(k / (num_thresholds - 1), (k + 1) / (num_thresholds - 1)]`` (0 in the first). The result is
+    the trapezoidal area under the ROC curve through the thresholds between bins, which is exactly
+    ``P(s+ > s-) + P(s+ == s-) / 2`` of the binned scores: the exact ROC AUC whenever no positive
+    shares a bin with a negative, and within one bin's width of it otherwise. Summing histograms
+    (more batches, other ranks) gives the histogram of all the data, so the accumulated value
+    equals the value on the concatenated batches.
+
+    Shapes:
+        binary: ``y_pred (batch,)`` or ``(batch, ..., 1)`` scores in [0, 1], targets 0/1.
+        multi-class: ``y_pred (batch, ..., classes)`` probabilities, targets one-hot (argmax) or
+        integer labels; each class's AUC ranks the samples by that class's score (class against
+        the rest), and the result is their mean over the classes that have both positives and
+        negatives.
+
+    Args:
+        num_thresholds: > 1 (default 200, as Keras): the bins are ``1 / (num_thresholds - 1)`` wide.
+        from_logits: scores are logits: sigmoid (binary) or softmax (classes) is applied first.
+        name: the log key.
+
+    The AUC of data without both a positive and a negative is undefined; it is reported as 0.0
+    (as Keras).
+    """
+
+    _state_keys = ("positives", "negatives")
+
+    def __init__(self, num_thresholds: int = 200, from_logits: bool = False, name: str | None = None):
+        self.num_thresholds = check_int("AUC", "num_thresholds", num_thresholds, minimum=2)
+        self.from_logits = check_bool("AUC", "from_logits", from_logits)
+        super().__init__(name)
+
+    def reset(self) -> None:
+        # (classes, bins), 0 rows until the first batch tells binary (1 row) from classes
+        self._positives = backend.xp.zeros((0, self.num_thresholds - 1), dtype=backend.xp.int64)
+        self._negatives = backend.xp.zeros((0, self.num_thresholds - 1), dtype=backend.xp.int64)
+
+    def _fits(self, shape) -> bool:
+        return len(shape) == 2 and shape[1] == self.num_thresholds - 1
+
+    def _shape_text(self) -> str:
+        return f"(classes, num_thresholds - 1 = {self.num_thresholds - 1})"
+
+    def update(self, y_true, y_pred, mask=None) -> None:
+        """Add a batch to the histograms."""
+        xp = backend.xp
+        y_true, y_pred = _selected("AUC", y_true, y_pred, mask)
+        if y_pred.size == 0:
+            return
+        scores = y_pred.astype(xp.float64)
+        if _is_binary(y_pred):
+            positive = _binary_targets("AUC", y_true, y_pred).astype(bool)[:, None]  # (n, 1)
+            scores = scores.reshape(-1, 1)
+            if self.from_logits:
+                scores = 0.5 * (xp.tanh(0.5 * scores) + 1.0)  # sigmoid without overflow
+        else:
+            labels = _class_targets("AUC", y_true, y_pred)
+            scores = scores.reshape(-1, y_pred.shape[-1])  # (n, classes)
+            if self.from_logits:
+                e = xp.exp(scores - scores.max(axis=1, keepdims=True))
+                scores = e / e.sum(axis=1, keepdims=True)
+            positive = labels[:, None] == xp.arange(scores.shape[1])  # (n, classes) one-vs-rest
+        if not self.from_logits:
+            lo, hi = scores.min(), scores.max()
+            if not (lo >= 0.0 and hi <= 1.0):  # NaN fails both
+                bad = lo if not lo >= 0.0 else hi
+                raise ValueError(f"AUC expects scores (probabilities) in [0, 1], got {bad.item()!r}. For logits pass "
+                                 f"AUC(from_logits=True), or end the model in sigmoid/softmax.")
+        bins = self.num_thresholds - 1
+        idx = xp.clip(xp.ceil(scores * bins).astype(xp.intp), 1, bins) - 1  # (n, classes) bin of each score
+        k = scores.shape[1]
+        flat = (idx + xp.arange(k) * bins).reshape(-1)  # class c's bins at c * bins ...
+        is_pos = positive.reshape(-1)
+        pos = xp.bincount(flat[is_pos], minlength=k * bins).reshape(k, bins)
+        neg = xp.bincount(flat[~is_pos], minlength=k * bins).reshape(k, bins)
+        if self._positives.shape[0] == 0:
+            self._positives, self._negatives = pos.astype(xp.int64), neg.astype(xp.int64)
+        elif self._positives.shape[0] != k:
+            raise ValueError(f"AUC: this batch has {k} score columns but the earlier batches had "
+                             f"{self._positives.shape[0]}. Call reset() before metrics of other outputs.")
+        else:
+            self._positives += pos
+            self._negatives += neg
+
+    def result(self) -> float:
+        xp = backend.xp
+        if self._positives.shape[0] == 0:
+            return 0.0
+        pos = self._positives.astype(xp.float64)
+        neg = self._negatives.astype(xp.float64)
+        below = xp.cumsum(neg, axis=1) - neg  # negatives in lower bins
+        n_pos, n_neg = pos.sum(axis=1), neg.sum(axis=1)
+        wins = (pos * (below + 0.5 * neg)).sum(axis=1)  # pairs ranked right, ties count half
+        defined = (n_pos > 0) & (n_neg > 0)
+        per_class = _ratio(wins, n_pos * n_neg)
+        count = defined.sum()
+        return backend.item(xp.where(count > 0, (per_class * defined).sum() / xp.maximum(count, 1), 0.0))
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "num_thresholds": self.num_thresholds, "from_logits": self.from_logits}
