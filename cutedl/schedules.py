@@ -90,7 +90,9 @@ class ExponentialDecay(LearningRateSchedule):
     Args:
         initial_lr: lr at step 0 (>= 0).
         decay_steps: steps over which the lr is multiplied by ``decay_rate`` once (>= 1).
-        decay_rate: > 0 (< 1 decays).
+        decay_rate: in (0, 1] (1 keeps the lr constant). A rate above 1 is refused: the lr would
+            grow without bound and overflow (2 ** 5000 at step 5000 of decay_steps=1), long
+            after it had made training diverge.
         staircase: drop in steps instead of continuously (default False).
     """
 
@@ -98,7 +100,14 @@ class ExponentialDecay(LearningRateSchedule):
         who = type(self).__name__
         self.initial_lr = check_number(who, "initial_lr", initial_lr, minimum=0)
         self.decay_steps = check_int(who, "decay_steps", decay_steps, minimum=1)
-        self.decay_rate = check_number(who, "decay_rate", decay_rate, minimum=0, low_open=True)
+        try:
+            self.decay_rate = check_number(who, "decay_rate", decay_rate, minimum=0, maximum=1, low_open=True)
+        except ValueError as err:
+            if not (decay_rate > 1 and math.isfinite(decay_rate)):
+                raise
+            raise ValueError(f"{err} A rate above 1 makes the lr grow exponentially until it overflows. To decay, "
+                             f"use a rate below 1 (e.g. {1 / decay_rate:.3g}); for a rising lr use "
+                             f"CosineDecay(warmup_steps=..., warmup_target=...).") from None
         self.staircase = check_bool(who, "staircase", staircase)
 
     def __call__(self, step: int) -> float:

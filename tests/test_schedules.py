@@ -24,6 +24,16 @@ def test_exponential_decay():
     assert [st(9), st(10), st(19), st(20)] == [1.0, 0.5, 0.5, 0.25]
 
 
+def test_exponential_decay_has_no_overflow():
+    # a rate > 1 used to be accepted and raised a bare OverflowError at step 5000; now it is refused
+    # up front, and any accepted rate stays finite at any step (it may underflow to 0)
+    with pytest.raises(ValueError, match=r"decay_rate must be a finite number in \(0, 1\], got 2"):
+        ExponentialDecay(0.1, decay_steps=1, decay_rate=2)
+    assert ExponentialDecay(0.1, decay_steps=1, decay_rate=1.0)(10 ** 9) == 0.1
+    assert ExponentialDecay(0.1, decay_steps=1, decay_rate=0.5)(10 ** 9) == 0.0
+    assert ExponentialDecay(1e308, decay_steps=1, decay_rate=1e-300, staircase=True)(5000) == 0.0
+
+
 def test_piecewise_constant_decay_boundaries_are_inclusive_on_the_left_piece():
     s = PiecewiseConstantDecay([2, 5], [1.0, 0.5, 0.1])
     assert [s(i) for i in range(8)] == [1.0, 1.0, 1.0, 0.5, 0.5, 0.5, 0.1, 0.1]
@@ -42,7 +52,11 @@ def test_cosine_decay_without_and_with_warmup():
     (lambda: StepDecay(0.1, 0), "decay_steps must be an integer >= 1"),
     (lambda: StepDecay(-0.1, 10), "initial_lr must be a finite number >= 0"),
     (lambda: StepDecay(0.1, 10, decay_rate=2.0), r"decay_rate must be a finite number in \[0, 1\], got 2.0"),
-    (lambda: ExponentialDecay(0.1, 10, 0.0), "decay_rate must be a finite number > 0"),
+    (lambda: ExponentialDecay(0.1, 10, 0.0), r"decay_rate must be a finite number in \(0, 1\], got 0.0"),
+    (lambda: ExponentialDecay(0.1, 1, 2), r"ExponentialDecay: decay_rate must be a finite number in \(0, 1\], got 2\. "
+                                          r"A rate above 1 makes the lr grow exponentially until it overflows.*0\.5.*"
+                                          r"CosineDecay\(warmup_steps"),
+    (lambda: ExponentialDecay(0.1, 1, float("inf")), r"decay_rate must be a finite number in \(0, 1\], got inf"),
     (lambda: ExponentialDecay("0.1", 10, 0.5), "initial_lr must be a finite number >= 0, got str '0.1'"),
     (lambda: PiecewiseConstantDecay([5, 2], [1, 2, 3]), "strictly increasing"),
     (lambda: PiecewiseConstantDecay([5], [1]), "one more entry than boundaries"),
