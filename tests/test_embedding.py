@@ -77,6 +77,54 @@ def test_floats_holding_integers_are_accepted_others_rejected():
         emb.forward(np.ones((1, 3), bool))
 
 
+def test_float_ids_are_checked_in_their_own_precision():
+    # 1.00000001 is not an integer in float64: refused (it used to pass as 1 once cast to float32)
+    emb = built(9, 2, inshape=(3,), name="ids")
+    with pytest.raises(ValueError, match=r"Layer 'ids' \(Embedding\) expects integer token indices, got 1\.00000001 "
+                                         r"at position \(0, 0\)"):
+        emb.forward(np.array([[1.00000001, 2.0, 3.0]]))
+    # float16 holds every integer only below 2**11 = 2048: 2049 arrives as 2048, refused
+    big = built(3000, 2, inshape=(2,), name="big")
+    with pytest.raises(ValueError, match=r"Layer 'big' \(Embedding\): token index 2048\.0 at position \(0, 1\) is a "
+                                         r"float16 value at or above 2\*\*11 = 2048.*integer array"):
+        big.forward(np.array([[7.0, 2049.0]], dtype=np.float16))
+    np.testing.assert_array_equal(big.forward(np.array([[7.0, 2047.0]], dtype=np.float16)),
+                                  big.embeddings.value[[[7, 2047]]])
+    np.testing.assert_array_equal(big.forward(np.array([[7.0, 2049.0]])), big.embeddings.value[[[7, 2049]]])
+
+
+def test_float32_ids_above_2_to_the_24_are_refused_float64_ids_map_exactly():
+    # the bug report: 16777217.0 was looked up as row 16777216
+    emb = built(16777218, 1, inshape=(1,))
+    w = emb.embeddings.value
+    assert w[16777217, 0] != w[16777216, 0]
+    assert emb.forward(np.array([[16777217.0]]))[0, 0, 0] == w[16777217, 0]  # float64: exact
+    assert emb.forward(np.array([[16777217]]))[0, 0, 0] == w[16777217, 0]
+    with pytest.raises(ValueError, match=r"token index 16777216\.0 .* float32 value at or above 2\*\*24 = 16777216"):
+        emb.forward(np.array([[16777217.0]], dtype=np.float32))
+    # a model casts float inputs to float32 before the layer sees them: refused too, not mapped to 16777216
+    model = Model([emb]).assemble()
+    with pytest.raises(ValueError, match=r"2\*\*24 = 16777216"):
+        model.predict(np.array([[16777217.0]]))
+
+
+@pytest.mark.xfail(strict=True, reason="Model.forward casts float inputs to float32 before Embedding checks "
+                                       "them (cutedl/model.py: float inputs of integer_input layers should "
+                                       "stay uncast); remove this mark once fixed")
+def test_a_model_refuses_non_integral_float64_ids():
+    model = Model([layers.Embedding(9, 2, inshape=(3,))]).assemble()
+    with pytest.raises(ValueError, match=r"expects integer token indices, got 1\.00000001"):
+        model.predict(np.array([[1.00000001, 2.0, 3.0]]))
+
+
+def test_input_shape_is_kerass_inshape():
+    assert layers.Embedding(10, 2, input_shape=(5,)).inshape == (5,)
+    assert built(10, 2, inshape=(5,)).get_config()["inshape"] == [5]
+    assert "inshape" not in layers.Embedding(10, 2).get_config()  # the any-length default
+    with pytest.raises(ValueError, match=r"Embedding: give the input shape once"):
+        layers.Embedding(10, 2, inshape=(5,), input_shape=(5,))
+
+
 def test_out_of_range_indices_name_the_index_and_the_range():
     emb = built(10, 2, inshape=(4,), name="tokens")
     with pytest.raises(ValueError, match=r"'tokens' \(Embedding\): index 10 at position \(1, 2\) is out of "

@@ -130,6 +130,8 @@ class Layer:
 
     Args:
         inshape: input shape without the batch axis; required on the first layer of a model.
+        input_shape: Keras' name for ``inshape`` (``Dense(32, input_shape=(784,))``); give one
+            of the two. The layer stores and saves it as ``inshape``.
         name: layer name (default: snake-case class name + counter, e.g. ``dense_1``).
         trainable: when False, optimizers leave this layer's params alone.
         dtype: 'float32' (default) or 'float64'.
@@ -150,9 +152,16 @@ class Layer:
     integer_input = None
     multi_input = False  # True for layers that take a list of inputs (merge layers: Add, Concatenate...)
 
-    def __init__(self, inshape=None, name: str | None = None, trainable: bool = True, dtype=None):
+    def __init__(self, inshape=None, name: str | None = None, trainable: bool = True, dtype=None,
+                 input_shape=None):
         if name is not None and (not isinstance(name, str) or not name or "/" in name):
             raise ValueError(f"Layer name must be a non-empty string without '/', got {name!r}.")
+        if input_shape is not None:
+            if inshape is not None:
+                raise ValueError(f"{type(self).__name__}: give the input shape once, as inshape (cutedl) or "
+                                 f"input_shape (Keras' name), got inshape={inshape!r} and "
+                                 f"input_shape={input_shape!r}. Keep one of them.")
+            inshape = input_shape
         self.inshape = _as_shape(inshape, type(self).__name__) if inshape is not None else None
         self.name = name
         self.trainable = check_bool(type(self).__name__, "trainable", trainable)

@@ -24,11 +24,13 @@ class Embedding(Layer):
             ``input_dim`` is the vocabulary size + 1).
         embeddings_initializer: default ``'uniform'`` (uniform in [-0.05, 0.05], as Keras).
         embeddings_regularizer: e.g. ``'l2'``.
-        inshape: ``(T,)`` for sequences of T steps; default ``(None,)``, any length (batches may
-            then differ in length, e.g. from :class:`cutedl.sequences.SequenceDataset`).
+        inshape: ``(T,)`` for sequences of T steps (``input_shape``, Keras' spelling, works too);
+            default ``(None,)``, any length (batches may then differ in length, e.g. from
+            :class:`cutedl.sequences.SequenceDataset`).
     Input shape: ``(batch, T)`` (or any ``(batch, ...)``) of integers, any int dtype; floats
-        holding exact integers are accepted too (as Keras does). The input is never cast to
-        float, and it has no gradient: ``backward`` returns None.
+        holding exact integers are accepted too (as Keras does), checked in their own dtype
+        (float32 ids only below 2**24). The input is never cast to float, and it has no
+        gradient: ``backward`` returns None.
     Output shape: ``(batch, T, output_dim)``.
     Params: ``embeddings (input_dim, output_dim)``. Its gradient sums the output gradients of
         every position holding the same index.
@@ -38,10 +40,11 @@ class Embedding(Layer):
 
     def __init__(self, input_dim: int, output_dim: int, mask_zero: bool = False,
                  embeddings_initializer="uniform", embeddings_regularizer=None, **kwargs):
-        # Without inshape, the layer is a valid first layer for sequences of any length, and it
-        # accepts whatever input rank it is built with.
-        self._any_inshape = kwargs.get("inshape") is None
+        # Without inshape (or Keras' input_shape), the layer is a valid first layer for sequences
+        # of any length, and it accepts whatever input rank it is built with.
+        self._any_inshape = kwargs.get("inshape") is None and kwargs.get("input_shape") is None
         if self._any_inshape:
+            kwargs.pop("input_shape", None)
             kwargs["inshape"] = (None,)
         super().__init__(**kwargs)
         self.input_dim = check_units("Embedding", "input_dim", input_dim)
@@ -69,7 +72,13 @@ class Embedding(Layer):
         self.outshape = tuple(inshape) + (self.output_dim,)
 
     def _indices(self, x):
-        """``x`` as an intp index array, or a teaching error for non-integers and out-of-range ids."""
+        """``x`` as an intp index array, or a teaching error for non-integers and out-of-range ids.
+
+        Float ids are checked in their own dtype, before any conversion: 1.00000001 in float64 is
+        not an integer. A float dtype holds every integer exactly only below 2**(mantissa bits + 1)
+        (2**24 = 16777216 for float32): above that an id may already have been rounded to its
+        neighbour (16777217 -> 16777216), so such ids are refused when the vocabulary reaches there.
+        """
         xp = backend.xp
         kind = x.dtype.kind
         if kind == "f":
@@ -77,8 +86,15 @@ class Embedding(Layer):
             bad[~bad] = x[~bad] != xp.floor(x[~bad])
             if bad.any():
                 where = tuple(int(i) for i in xp.argwhere(bad)[0])
-                raise ValueError(f"Layer {self.describe()} expects integer token indices, got {x[where]!r} at "
-                                 f"position {where}. Pass an integer array (e.g. from pad_sequences).")
+                raise ValueError(f"Layer {self.describe()} expects integer token indices, got {x[where].item()!r} "
+                                 f"at position {where}. Pass an integer array (e.g. from pad_sequences).")
+            exact = 2 ** (xp.finfo(x.dtype).nmant + 1)  # float32: 16777216
+            if self.input_dim > exact and x.size and xp.abs(x).max() >= exact:
+                where = tuple(int(i) for i in xp.argwhere(xp.abs(x) >= exact)[0])
+                raise ValueError(f"Layer {self.describe()}: token index {x[where].item()!r} at position {where} "
+                                 f"is a {x.dtype} value at or above 2**{exact.bit_length() - 1} = {exact}, where "
+                                 f"{x.dtype} cannot tell neighbouring integers apart (16777217 is stored as "
+                                 f"16777216 in float32). Pass the ids as an integer array (int32/int64).")
         elif kind not in "iu":
             raise TypeError(f"Layer {self.describe()} expects integer token indices, got an array of dtype "
                             f"{x.dtype}. Pass an integer array (e.g. from pad_sequences).")
