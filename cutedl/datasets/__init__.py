@@ -8,10 +8,12 @@
 Modules: ``mnist``, ``fashion_mnist``, ``cifar10``, ``imdb`` (``load_data()``), ``idx`` (the IDX
 file format), ``cache`` (where files are searched for and downloaded: ``$CUTEDL_DATA_DIR``, the
 repository's ``datasets/``, ``$CUTEDL_CACHE_DIR`` or ``~/.cache/cutedl``, mirrors).
+``image_folder(path, size=(h, w), ...)`` reads a folder of images, one sub-folder per class, lazily.
 """
 from cutedl.datasets import cache, cifar10, fashion_mnist, idx, imdb, mnist
 from cutedl.datasets.cache import Checksum, DatasetSource, DownloadError
 from cutedl.datasets.utils import normalize, one_hot
+from cutedl.datasets.image_folder import ImageFolder, image_folder
 
 __all__ = ["mnist", "fashion_mnist", "cifar10", "imdb", "idx", "cache", "normalize", "one_hot", "Checksum",
-           "DatasetSource", "DownloadError"]
+           "DatasetSource", "DownloadError", "image_folder", "ImageFolder"]
