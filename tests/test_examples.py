@@ -5,9 +5,11 @@ The examples are scripts, not a package: each is loaded from its path with impor
 """
 import importlib.util
 import math
+import os
 from pathlib import Path
 
 import matplotlib.image as mpimg
+
 import pytest
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -54,7 +56,15 @@ def _check_resume(result):
     assert len(result["history"]) == result["csv_rows"] == 2
 
 
+def _check_png_report(result):
+    report = result.get("report") if isinstance(result, dict) else None
+    assert report is None or os.path.getsize(report) > 1000
+
+
 SMOKE = {
+    # the custom-step examples have their own resume and picture tests in tests/test_examples_seams.py
+    "autoencoder": (["--epochs", "1", "--limit", "256", "--verbose", "0"], _check_png_report),
+    "gan": (["--epochs", "1", "--limit", "256", "--verbose", "0"], _check_png_report),
     "mnist_mlp": (["--epochs", "1", "--limit", "300", "--verbose", "0"], _check_mnist_mlp),
     "distributed_mnist": (["--epochs", "1", "--limit", "200", "--verbose", "0"], _check_distributed_mnist),
     "linear_regression": (["--epochs", "2", "--samples", "200"], _check_linear_regression),

@@ -284,10 +284,15 @@ def capture(session) -> dict:
         out["metrics"] = metric_states
     tracked = {}
     for name, obj in session.tracked.items():
-        if hasattr(obj, "params") and hasattr(obj, "get_config"):  # a Model
+        if isinstance(obj, np.random.Generator):
+            tracked[name] = {"kind": "generator", "state": obj.bit_generator.state}
+        elif hasattr(obj, "params") and hasattr(obj, "get_config"):  # a Model
             tracked[name] = {"kind": "model", **_model_entry(obj), "generators": _layer_generators(obj)}
         else:  # an optimizer
             tracked[name] = {"kind": "optimizer", **_optimizer_entry(obj)}
+    step_gens = _step_generators(session)
+    if step_gens:
+        tracked["__train_step__"] = {"kind": "step", "states": {k: g.bit_generator.state for k, g in step_gens.items()}}
     if tracked:
         out["tracked"] = tracked
     strategy = getattr(session, "strategy", None)
@@ -319,6 +324,18 @@ def _check_carried(saved, model, who) -> None:
         if not isinstance(states, list) or not all(backend.is_host_array(a) and a.ndim == 2 and a.dtype.kind == "f"
                                                    for a in states):
             raise ValueError(f"{who}: the carried state of layer {name!r} is corrupt.")
+
+
+def _step_generators(session) -> dict:
+    """Generators a custom ``train_step`` function holds (closure, defaults, module globals) or that a
+    Session subclass keeps as attributes of its own (not the model's, data's or listeners')."""
+    found = {}
+    if session.step_function is not None:
+        found.update(_generators_in(session.step_function, "train_step", 0, set()))
+    for name, value in vars(session).items():
+        if isinstance(value, np.random.Generator):
+            found[f"session.{name}"] = value
+    return found
 
 
 def _listener_state(lst) -> dict:
@@ -420,13 +437,24 @@ def restore(session, state: dict, path) -> dict:
                          "the training data"))
         if val is not None:
             gen_plan.append((val, rng["val"], "the validation data"))
-        tracked = state.get("tracked", {})
+        tracked = dict(state.get("tracked", {}))
+        step_entry = tracked.pop("__train_step__", {"states": {}})
+        step_gens = _step_generators(session)
+        if set(step_entry["states"]) != set(step_gens):
+            raise ValueError(f"{who}: the random generators of the custom train_step do not match the checkpoint "
+                             f"(has {sorted(step_gens)}, saved {sorted(step_entry['states'])}).")
+        for k, g in step_gens.items():
+            _try_state(type(g.bit_generator)(), step_entry["states"][k], f"generator {k!r} of the train_step")
         if set(tracked) != set(session.tracked):
             raise ValueError(f"{who}: the checkpoint tracks {sorted(tracked)}, this session tracks "
                              f"{sorted(session.tracked)}; resume with the same Session.track(...) objects.")
         for name, entry in tracked.items():
             obj = session.tracked[name]
-            if entry["kind"] == "model":
+            if entry["kind"] == "generator":
+                if not isinstance(obj, np.random.Generator):
+                    raise ValueError(f"{who}: {name!r} was a generator when the checkpoint was written.")
+                _try_state(type(obj.bit_generator)(), entry["state"], f"tracked generator {name!r}")
+            elif entry["kind"] == "model":
                 _check_model(entry, obj, who, f"tracked model {name!r}")
                 obj_layers = {layer.name: layer for layer in obj.layers}
                 gen_plan += [(obj_layers[n], st, f"layer {n!r} of {name!r}") for n, st in entry["generators"].items()]
@@ -462,10 +490,14 @@ def restore(session, state: dict, path) -> dict:
         _restore_optimizer(state["optimizer"], opt)
         for name, entry in tracked.items():
             obj = session.tracked[name]
-            if entry["kind"] == "model":
+            if entry["kind"] == "generator":
+                obj.bit_generator.state = entry["state"]
+            elif entry["kind"] == "model":
                 obj.set_weights(entry["weights"])
             else:
                 _restore_optimizer(entry, obj)
+        for k, g in step_gens.items():
+            g.bit_generator.state = step_entry["states"][k]
         session.history.__dict__.update(history.__dict__)
         session.history.params = dict(session.fit_params)  # this fit's settings (epochs may have grown)
         session.state.load_dict(state, who)

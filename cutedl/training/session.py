@@ -53,6 +53,10 @@ class Session:
         strategy: optional data-parallel strategy (``cutedl.distributed.DataParallel``).
         loss_weights: for a model with several outputs, a list (or ``{output name: weight}``) of
             the weights of each output's loss in the total (default 1 each).
+        log_keys: the keys of the logs a custom ``train_step`` returns (e.g. ``['d_loss',
+            'g_loss']``), so that listeners can monitor them from the start of ``fit``; a
+            subclass may override :meth:`train_log_keys` instead. A custom step may also leave
+            ``loss`` out (it computes its own) and train on data without labels.
 
     A model with several outputs takes ``loss`` as one loss for all outputs, a list (one per
     output) or a dict ``{output layer name: loss}``; its logs hold the total ``loss``, each
@@ -71,8 +75,8 @@ class Session:
         tracked: extra models and optimizers saved in checkpoints (see :meth:`track`).
     """
 
-    def __init__(self, model, loss, optimizer="adam", metrics=None, train_step=None, strategy=None,
-                 loss_weights=None):
+    def __init__(self, model, loss=None, optimizer="adam", metrics=None, train_step=None, strategy=None,
+                 loss_weights=None, log_keys=None):
         if not isinstance(model, Model):
             raise TypeError(f"Session expects a cutedl Model, got {type(model).__name__}.")
         if not model.assembled:
@@ -81,8 +85,18 @@ class Session:
         if train_step is not None and not callable(train_step):
             raise TypeError(f"Session: train_step must be a function (session, batch) -> logs, got {train_step!r}.")
         self.model = model
-        self.losses = self._resolve_losses(loss)
-        self.loss = self.losses[0] if model.num_outputs == 1 else list(self.losses)
+        self.custom_step = train_step is not None or type(self).train_step is not Session.train_step
+        if loss is None and not self.custom_step:
+            raise TypeError("Session: pass a loss, e.g. Session(model, loss='categorical_crossentropy'); only a "
+                            "custom train_step (which computes its own losses) may leave it out.")
+        self.losses = [] if loss is None else self._resolve_losses(loss)
+        self.loss = (self.losses[0] if self.losses else None) if model.num_outputs == 1 else list(self.losses)
+        if log_keys is not None:
+            if isinstance(log_keys, str) or not all(isinstance(k, str) and k for k in log_keys):
+                raise TypeError(f"Session: log_keys must be a list of the key names a custom train_step returns, "
+                                f"got {log_keys!r}.")
+            log_keys = list(log_keys)
+        self.step_log_keys = log_keys
         self.loss_weights = self._resolve_loss_weights(loss_weights)
         self.optimizer = optimizers_mod.get(optimizer)
         if metrics is None:
@@ -105,10 +119,10 @@ class Session:
                 m.reset()
         plans = [self._plan_loss(fn, layer) for fn, layer in zip(self.losses, model.output_layers)]
         self.train_losses = [p[0] for p in plans]
-        self.fused = [p[1] for p in plans] if model.num_outputs > 1 else plans[0][1]
+        self.fused = [p[1] for p in plans] if model.num_outputs > 1 else (plans[0][1] if plans else False)
         self.regularized = [p for p in model.params if p.regularizer is not None]
         self.strategy = strategy
-        self._custom_step = train_step
+        self.step_function = train_step
         self.tracked: dict = {}
         self.history = History()
         self.state = TrainingState()
@@ -184,18 +198,22 @@ class Session:
         return self.state.epoch
 
     def track(self, **objects) -> "Session":
-        """Register extra models and optimizers (a GAN's discriminator and its optimizer) so that
-        training checkpoints save and restore them with the session's own. Returns the session.
+        """Register extra models, optimizers and random generators (a GAN's discriminator, its
+        optimizer, the generator its noise is drawn from) so that training checkpoints save and
+        restore them with the session's own. Returns the session.
         """
         for name, obj in objects.items():
-            if not (isinstance(obj, Model) or isinstance(obj, optimizers_mod.Optimizer)):
-                raise TypeError(f"Session.track: {name} must be a cutedl Model or Optimizer, got "
-                                f"{type(obj).__name__}.")
+            if not isinstance(obj, (Model, optimizers_mod.Optimizer, backend.np.random.Generator)):
+                raise TypeError(f"Session.track: {name} must be a cutedl Model, an Optimizer or a numpy "
+                                f"Generator, got {type(obj).__name__}.")
             self.tracked[name] = obj
         return self
 
     def train_log_keys(self) -> list:
-        """Keys of a training step's logs: loss, each output's loss (several outputs), metrics."""
+        """Keys of a training step's logs: loss, each output's loss (several outputs), metrics; the
+        ``log_keys`` given for a custom step."""
+        if self.step_log_keys is not None:
+            return list(self.step_log_keys)
         names = self.model.output_names if self.model.num_outputs > 1 else [None]
         keys = ["loss"] + ([f"{n}_loss" for n in names] if names != [None] else [])
         for n in names:
@@ -259,8 +277,8 @@ class Session:
         listeners, checkpoints and reports work unchanged. Set ``self.batch_weight`` to weigh
         the batch in the means (default: its number of samples).
         """
-        if self._custom_step is not None:
-            return self._custom_step(self, batch)
+        if self.step_function is not None:
+            return self.step_function(self, batch)
         x, y = batch
         loss, logs = self.compute_grads(x, y)
         finite = math.isfinite(loss)
@@ -478,9 +496,10 @@ class Session:
         h, state, events = self.history, self.state, self.listeners
         h.stop_reason = events.stop_reason or "completed"
         h.stopped_step, h.stopped_epoch = state.step, state.epoch
-        monitor = h.best["monitor"] if isinstance(h.best, dict) and h.best.get("monitor") in h.history else (
-            "val_loss" if self.val_data is not None else "loss")
-        h.best = h.best_row(monitor, self.direction(monitor))
+        if isinstance(h.best, dict) and h.best.get("monitor") in h.history and h.best.get("mode") in ("min", "max"):
+            h.best = h.best_row(h.best["monitor"], h.best["mode"])  # the monitor's best over the whole History
+        else:
+            h.best = h.best_row("val_loss" if self.val_data is not None else "loss", "min")
         h.wall_time = state.elapsed()
         if events.finish(h.last(), aborting):
             h.stop_reason = "interrupted"
@@ -622,6 +641,11 @@ class Session:
         Layers that carry state between batches (``stateful=True`` RNNs) are not run: the check
         then builds zero outputs of the model's output shape, so no state leaks into training.
         """
+        if self.custom_step and what == "data":
+            return  # a custom step decides what it reads: nothing to check here
+        if not self.losses:
+            raise ValueError("fit: validation needs a loss; this Session has none (a custom train_step without "
+                             "loss=). Pass loss= too, or leave val_data out.")
         xb, y = ds.head(ds.batch_size)  # one read of the first batch (a source's batch 0)
         if y is None:
             raise ValueError(f"fit: {what} has no labels (y is None); supervised training needs (x, y).")

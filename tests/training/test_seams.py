@@ -306,3 +306,59 @@ def test_unscaled_inputs_warn_once_at_fit_start():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         sess.fit(x, y, epochs=1, verbose=0)  # scaled data: no warning
+
+
+def test_a_custom_step_declares_its_log_keys_needs_no_loss_or_labels_and_keeps_its_generators(tmp_path):
+    rs = np.random.default_rng(0)
+    x = rs.standard_normal((48, 6)).astype(np.float32)
+    noise = np.random.default_rng(5)  # a generator the step draws from (a closure)
+
+    def build():
+        cutedl.set_seed(1)
+        m = Model([layers.Dense(6, inshape=6)]).assemble()
+        opt = optimizers.SGD(0.05)
+
+        def step(session, batch):
+            xb, yb = batch
+            assert yb is None  # unlabeled data
+            out = m.forward(xb + noise.standard_normal(xb.shape).astype(xb.dtype), training=True)
+            g = 2 * (out - xb) / out.size
+            m.backward(g)
+            opt.step(m.trainable_params)
+            return {"recon": float(((out - xb) ** 2).mean())}
+
+        return m, Session(m, train_step=step, optimizer=opt, log_keys=["recon"])
+
+    m, sess = build()
+    csv = tmp_path / "log.csv"
+    h = sess.fit(Dataset(x, batch_size=8, seed=2), epochs=3, verbose=0,
+                 listeners=[listeners.EarlyStopping("recon", patience=5, mode="min"), listeners.CSVLogger(csv)])
+    assert "recon" in h.history and h.best["monitor"] == "recon"
+    assert csv.read_text().splitlines()[0] == "step,epoch,recon,lr,time"
+    straight = m.get_weights()
+
+    class Stop(listeners.Listener):
+        def on_batch_end(self, step, logs=None):
+            if step == 8:
+                self.session.stop_fit("interrupted")
+
+    noise.bit_generator.state = np.random.default_rng(5).bit_generator.state
+    m, sess = build()
+    sess.fit(Dataset(x, batch_size=8, seed=2), epochs=3, verbose=0,
+             listeners=[listeners.BackupAndRestore(tmp_path / "bk", every=1), Stop()])
+    noise.random(100)  # the closure's generator moves on: the resume must put it back
+    m, sess = build()
+    sess.fit(Dataset(x, batch_size=8, seed=2), epochs=3, verbose=0,
+             listeners=[listeners.BackupAndRestore(tmp_path / "bk", every=1)])
+    for a, b in zip(straight, m.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(TypeError, match="only a custom train_step"):
+        Session(m)
+
+
+def test_track_takes_a_generator():
+    gen = np.random.default_rng(1)
+    sess = Session(mlp(), "categorical_crossentropy").track(noise=gen)
+    assert sess.tracked["noise"] is gen
+    with pytest.raises(TypeError, match="Model, an Optimizer or a numpy Generator"):
+        sess.track(bad=3)
