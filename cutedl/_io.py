@@ -236,8 +236,8 @@ class NpzReader:
         budget = max(INFLATE_FREE_BYTES, MAX_INFLATE_RATIO * size)
         if inflated > budget:
             self._fail(f"would inflate to {inflated:,} bytes, {inflated / max(size, 1):,.0f} times its size on "
-                       f"disk (at most {MAX_INFLATE_RATIO}x or {INFLATE_FREE_BYTES:,} bytes are read): a zip "
-                       f"bomb, or a corrupt directory")
+                       f"disk (cutedl reads at most {MAX_INFLATE_RATIO} times a file's size, or "
+                       f"{INFLATE_FREE_BYTES >> 20} MiB): a zip bomb, or a corrupt directory")
 
     @classmethod
     def open(cls, path, who: str, kind: str, hint: str = "") -> "NpzReader":
@@ -262,6 +262,9 @@ class NpzReader:
         except BaseException:
             zf.close()
             raise
+
+    def __repr__(self) -> str:
+        return f"NpzReader({self.path!r}, names={self.names!r})"
 
     def __enter__(self):
         return self

@@ -14,10 +14,12 @@ cut by ``num_words`` / ``skip_top``. Same arguments, same shuffle, same arrays a
 
 Keras's file stores the reviews as NumPy *object* arrays, which ``np.load(allow_pickle=False)``
 refuses, and which np.load with pickles allowed would unpickle blindly (running any code a
-tampered file holds). This module reads the ``.npy`` members itself and decodes object arrays
-with ``cutedl.datasets.safe_pickle``, whose allowlist here rebuilds only NumPy arrays of lists of
+tampered file holds). This module reads the ``.npy`` members through ``cutedl._io.NpzReader``
+(sizes checked before anything is inflated or allocated) and decodes object arrays with
+``cutedl.datasets.safe_pickle``, whose allowlist here rebuilds only NumPy arrays of lists of
 integers; anything else in the stream (another class, a function call) is rejected with
-``ValueError`` before it is created.
+``ValueError`` before it is created, and so are lists shared between reviews (a few bytes that
+would expand to billions of ids) and ids that do not fit the int32 reviews.
 
 Files are looked up in a directory given as ``path`` (or the file itself), then
 ``$CUTEDL_DATA_DIR/imdb``, the repository's ``datasets/imdb``, the cutedl cache and Keras's cache
