@@ -333,9 +333,9 @@ class Model:
         xs = self._input_list(x, "Model.forward")
         values, masks = {}, {}
         for k, (nid, xi) in enumerate(zip(self._input_ids, xs)):
-            # Integer indices stay integers for layers that read them (Embedding has an
-            # ``integer_input`` bound); anything else is cast to the model's float dtype.
-            if xi.dtype != self.dtype and (xi.dtype.kind == "f" or not self._reads_integers(nid)):
+            # Indices stay as given for layers that read them (Embedding has an ``integer_input``
+            # bound and checks float ids itself); anything else is cast to the model's float dtype.
+            if xi.dtype != self.dtype and not self._reads_integers(nid):
                 xi = xi.astype(self.dtype)
             values[nid] = xi
         flags = logits if isinstance(logits, (list, tuple)) else [logits] * len(self._output_ids)

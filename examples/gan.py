@@ -108,12 +108,13 @@ def gan_step(session, batch) -> dict:
 def build_session(lr: float = 1e-3, beta_1: float = 0.5, hidden: int = 256) -> Session:
     """The GAN's Session: G as the model, D and its optimizer tracked, :func:`gan_step` as the step.
 
-    The Session's loss is only used by fit's first-batch shape check and by ``evaluate``: the
-    GAN step computes its own losses.
+    The GAN step computes its own losses, so the Session has none; ``log_keys`` names what the
+    step returns, so listeners (CSVLogger, EarlyStopping on 'g_loss') see those keys from the start.
     """
     g, d = build_generator(hidden), build_discriminator(hidden)
     g_opt, d_opt = optimizers.Adam(lr, beta_1=beta_1), optimizers.Adam(lr, beta_1=beta_1)
-    return Session(g, loss="mse", optimizer=g_opt, train_step=gan_step).track(discriminator=d, d_optimizer=d_opt)
+    return Session(g, optimizer=g_opt, train_step=gan_step,
+                   log_keys=["d_loss", "g_loss", "d_acc_real", "d_acc_fake"]).track(discriminator=d, d_optimizer=d_opt)
 
 
 def gan_data(x, batch_size: int, seed=None) -> Dataset:
