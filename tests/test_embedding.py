@@ -104,6 +104,7 @@ def test_float32_ids_above_2_to_the_24_are_refused_float64_ids_map_exactly():
         emb.forward(np.array([[16777217.0]], dtype=np.float32))
     # a model hands ids to the layer as given: float64 ids map exactly, float32 ones are refused
     model = Model([emb]).assemble()
+    w = emb.embeddings.value  # assemble built the layer anew
     assert model.predict(np.array([[16777217.0]]))[0, 0, 0] == w[16777217, 0]
     with pytest.raises(ValueError, match=r"2\*\*24 = 16777216"):
         model.predict(np.array([[16777217.0]], dtype=np.float32))
