@@ -688,3 +688,290 @@ def _fmt_duration(seconds: float) -> str:
         return f"{m} min {s:02d} s"
     h, m = divmod(m, 60)
     return f"{h} h {m:02d} min {s:02d} s"
+
+
+
+# ---------------------------------------------------------------------------- validation records, replays, dynamics
+_DYNAMICS_TITLES = {"grad_norm": "gradient norm", "update_ratio": "update/weight ratio",
+                    "dead_relu": "dead ReLU share", "act_std": "activation std"}
+
+
+def dynamics_panel(dynamics, quantity: str = "update_ratio", title: str | None = None) -> tuple:
+    """A fit-report panel ``(title, draw)`` of one :class:`~cutedl.listeners.Dynamics` figure per layer.
+
+    Pass it to :func:`fit_report` (or ``FitReport(..., panels=[...])``): ``draw`` reads the
+    listener's records each time it is called, so a report redrawn during training shows the
+    checks so far. Ratios, norms and spreads are drawn on a log scale; the update/weight panel
+    marks the healthy 1e-3 and the "lr likely too high" threshold. The listener's
+    :meth:`~cutedl.listeners.Dynamics.diagnoses` about the quantity are written in the panel.
+
+    Args:
+        dynamics: a :class:`~cutedl.listeners.Dynamics` listener.
+        quantity: 'update_ratio' (default), 'grad_norm', 'dead_relu' or 'act_std'.
+        title: the panel title (default: the quantity's name).
+
+    Example:
+        >>> dyn = listeners.Dynamics()
+        >>> history = sess.fit(..., listeners=[dyn])
+        >>> fit_report(history, 'report.png', panels=[dynamics_panel(dyn), dynamics_panel(dyn, 'dead_relu')])
+    """
+    if not callable(getattr(dynamics, "series", None)) or not callable(getattr(dynamics, "diagnoses", None)):
+        raise TypeError(f"dynamics_panel expected a cutedl listeners.Dynamics, got {type(dynamics).__name__}.")
+    dynamics.series(quantity)  # an unknown quantity fails now, not at the first draw
+
+    def draw(ax):
+        steps, values = dynamics.series(quantity)
+        drawn = 0
+        for name, v in values.items():
+            keep = np.isfinite(v) & np.isfinite(steps)
+            if keep.any():
+                ax.plot(steps[keep], v[keep], label=name, linewidth=1.3,
+                        marker="o" if keep.sum() <= _MARKERS_UP_TO else None, markersize=3)
+                drawn += 1
+        ax.set_xlabel("step")
+        ax.grid(True, alpha=0.3)
+        if not drawn:
+            _note(ax, "no data yet")
+            return
+        finite = np.concatenate([v[np.isfinite(v)] for v in values.values()])
+        if quantity == "dead_relu":
+            ax.set_ylim(-0.02, 1.02)
+        elif finite.size and np.all(finite > 0):
+            ax.set_yscale("log")
+        if quantity == "update_ratio":
+            ax.axhline(1e-3, color="0.5", linestyle=":", linewidth=1, label="healthy ~1e-3")
+            ax.axhline(type(dynamics).HIGH_UPDATE, color=_STOP_COLOR, linestyle=":", linewidth=1,
+                       label="lr likely too high")
+        ax.legend(fontsize=7, loc="best")
+        found = dynamics.diagnoses(quantity)
+        if found:
+            more = f"\n(+{len(found) - 3} more)" if len(found) > 3 else ""
+            ax.text(0.02, 0.02, "\n".join(found[:3]) + more, transform=ax.transAxes, ha="left", va="bottom",
+                    fontsize=7, color=_STOP_COLOR, bbox=dict(facecolor="white", alpha=0.8, edgecolor="none"))
+
+    return (title if title is not None else f"{_DYNAMICS_TITLES.get(quantity, quantity)} per layer", draw)
+
+
+def confusion_report(record, path, title: str | None = None, dpi: int = 100, *, restored: int | None = None,
+                     figsize: tuple[float, float] | None = None) -> str:
+    """Write a PNG of a validation record's classes and return its path.
+
+    Panels: the confusion matrix (rows: true class, normalised per row, counts written for up
+    to 12 classes) at the restored check and at the last check side by side; the accuracy of
+    each class over the checks; and how many samples changed their prediction at each check.
+    The summary box gives both accuracies, the bootstrap interval of the best check and the
+    most unstable samples.
+
+    Args:
+        record: a :class:`~cutedl.listeners.ValidationRecord` of a classifier, or the path of one.
+        path: where to write the PNG (parent directories are created, atomic replace).
+        title: figure title (default ``'Validation record'``).
+        dpi: resolution in dots per inch.
+        restored: the check index to show as restored (default: the record's restored check, or
+            its best validation-loss check when the fit restored nothing).
+        figsize: ``(width, height)`` in inches.
+
+    Returns:
+        ``path`` as a string.
+
+    Raises:
+        TypeError: ``record`` is not a ValidationRecord or a path.
+        ValueError: a record without classes (regression) or without checks.
+        OSError: the file cannot be written.
+
+    Example:
+        >>> confusion_report(ValidationRecord.load('runs/rec.npz'), 'runs/confusion.png')
+        'runs/confusion.png'
+    """
+    record = _as_record(record, "confusion_report")
+    path = _check_path(path, "confusion_report")
+    if record.classes is None:
+        raise ValueError("confusion_report needs a record of classes; this one holds scores (regression).")
+    if not len(record):
+        raise ValueError("confusion_report: the record has no checks yet.")
+    if restored is None:
+        restored = record.restored_index
+        what = "restored"
+        if restored is None:
+            restored, what = int(np.argmin(record.mean_losses())), "best loss"
+    else:
+        restored, what = int(restored) % len(record), "chosen"
+    acc = record.accuracies()
+    per_class = record.class_accuracies()
+    flips = record.flips()
+    summary = _record_summary(record, restored, what, acc, flips)
+    fig, axes, right = _new_figure(4, dpi, figsize, summary)
+    fig.suptitle(title if title is not None else "Validation record", fontsize=13)
+    last = len(record) - 1
+    for ax, k, label in ((axes[0], restored, what), (axes[1], last, "last")):
+        _draw_confusion(ax, record.confusion(k))
+        ax.set_title(f"{label}: epoch {record.epochs[k]}, step {record.steps[k]} (acc {100 * acc[k]:.2f} %)",
+                     fontsize=9)
+    steps = record.steps.astype(np.float64)
+    ax = axes[2]
+    marker = "o" if len(record) <= _MARKERS_UP_TO else None
+    for c in range(record.classes):
+        keep = np.isfinite(per_class[:, c])
+        if keep.any():
+            ax.plot(steps[keep], per_class[keep, c], linewidth=1, marker=marker, markersize=2,
+                    label=str(c) if record.classes <= 12 else None)
+    ax.plot(steps, acc, color="black", linewidth=2, label="all")
+    ax.axvline(steps[restored], color=_RESTORED_COLOR, linestyle="-.", linewidth=1.2, label=what)
+    ax.set_title("accuracy per class", fontsize=10)
+    ax.set_xlabel("step")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7, loc="best", ncol=2)
+    ax = axes[3]
+    if len(record) > 1:
+        ax.bar(steps[1:], flips.per_check, width=0.8 * float(np.min(np.diff(steps))) if len(steps) > 1 else 1.0,
+               color=_VAL_COLOR)
+    else:
+        _note(ax, "one check: nothing flips yet")
+    ax.set_title("samples whose prediction changed", fontsize=10)
+    ax.set_xlabel("step")
+    ax.grid(True, alpha=0.3)
+    fig.text(right + _SUMMARY_GAP / fig.get_figwidth(), 1.0 - _TOP / fig.get_figheight(), summary, ha="left",
+             va="top", family="monospace", fontsize=8,
+             bbox=dict(boxstyle="round", facecolor="whitesmoke", edgecolor="0.7"))
+    _write_png(fig, path, dpi, "confusion_report")
+    return path
+
+
+def replay_report(results, path, metric: str | None = None, title: str | None = None, dpi: int = 100, *,
+                  figsize: tuple[float, float] | None = None) -> str:
+    """Write a PNG of replayed early-stopping settings: epochs saved against ``metric`` lost.
+
+    Left: one point per ``(patience, min_delta)`` setting, the epochs it saves (against running
+    every recorded check) against how much ``metric`` it loses (against the reference that runs
+    every check and restores the best); the frontier (no other setting saves more for less) is
+    drawn as a line. Right: ``metric`` of the weights each setting keeps, over patience, one line
+    per ``min_delta``, with the reference.
+
+    Args:
+        results: a :class:`~cutedl.listeners.ReplayTable` from :func:`~cutedl.listeners.replay_grid`.
+        path: where to write the PNG (parent directories are created, atomic replace).
+        metric: a scored metric (default: 'accuracy' when scored, else the first).
+        title: figure title (default ``'Early-stopping replay'``).
+        dpi: resolution in dots per inch.
+        figsize: ``(width, height)`` in inches.
+
+    Returns:
+        ``path`` as a string.
+
+    Example:
+        >>> table = listeners.replay_grid(history, record, patiences=[1, 3, 10], score=(x_test, y_test), model=model)
+        >>> replay_report(table, 'runs/replay.png')
+        'runs/replay.png'
+    """
+    if not (hasattr(results, "rows") and hasattr(results, "metrics") and callable(getattr(results, "frontier", None))):
+        raise TypeError(f"replay_report expected the ReplayTable of listeners.replay_grid, got "
+                        f"{type(results).__name__}.")
+    path = _check_path(path, "replay_report")
+    if not results.rows:
+        raise ValueError("replay_report: the table has no settings.")
+    if metric is None:
+        metric = "accuracy" if "accuracy" in results.metrics else results.metrics[0]
+    if metric not in results.metrics:
+        raise ValueError(f"replay_report: metric {metric!r} was not scored; scored: {', '.join(results.metrics)}.")
+    pct = metric.endswith("accuracy")
+    unit = 100.0 if pct else 1.0
+    rows = results.rows
+    by_epochs = len({r["stop_epoch"] for r in rows}) > 1 or all(r["steps_saved"] == 0 for r in rows)
+    xkey = "epochs_saved" if by_epochs else "steps_saved"
+    summary = _replay_summary(results, metric, xkey, unit, pct)
+    fig, axes, right = _new_figure(2, dpi, figsize, summary)
+    fig.suptitle(title if title is not None else "Early-stopping replay", fontsize=13)
+    ax = axes[0]
+    deltas = sorted({r["min_delta"] for r in rows})
+    markers = "osD^v<>p*h"
+    patiences = sorted({r["patience"] for r in rows})
+    colors = {p: f"C{i % 10}" for i, p in enumerate(patiences)}
+    for r in rows:
+        ax.scatter(r[xkey], unit * r[f"{metric}_lost"], color=colors[r["patience"]],
+                   marker=markers[deltas.index(r["min_delta"]) % len(markers)], s=30, zorder=3)
+        ax.annotate(f"p={r['patience']}", (r[xkey], unit * r[f"{metric}_lost"]), fontsize=6,
+                    xytext=(3, 3), textcoords="offset points")
+    front = sorted(results.frontier(metric), key=lambda r: r[xkey])
+    ax.plot([r[xkey] for r in front], [unit * r[f"{metric}_lost"] for r in front], color="0.3",
+            linewidth=1, drawstyle="steps-post", label="frontier", zorder=2)
+    for d in deltas:
+        ax.scatter([], [], color="0.4", marker=markers[deltas.index(d) % len(markers)], label=f"min_delta={d:g}")
+    ax.axhline(0, color="0.6", linewidth=0.8)
+    ax.set_xlabel(xkey.replace("_", " "))
+    ax.set_ylabel(f"{metric} lost" + (" (points)" if pct else ""))
+    ax.set_title(f"{xkey.replace('_', ' ')} vs {metric} lost", fontsize=10)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    ax = axes[1]
+    for i, d in enumerate(deltas):
+        sel = sorted((r for r in rows if r["min_delta"] == d), key=lambda r: r["patience"])
+        ax.plot([r["patience"] for r in sel], [unit * r[metric] for r in sel], marker=markers[i % len(markers)],
+                linewidth=1.2, label=f"min_delta={d:g}")
+    ax.axhline(unit * results.reference[metric], color=_RESTORED_COLOR, linestyle="-.", linewidth=1.2,
+               label="reference (every check, best restored)")
+    ax.set_xlabel("patience")
+    ax.set_ylabel(metric + (" (%)" if pct else ""))
+    ax.set_title(f"{metric} of the weights kept ({results.scored_on})", fontsize=10)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    fig.text(right + _SUMMARY_GAP / fig.get_figwidth(), 1.0 - _TOP / fig.get_figheight(), summary, ha="left",
+             va="top", family="monospace", fontsize=8,
+             bbox=dict(boxstyle="round", facecolor="whitesmoke", edgecolor="0.7"))
+    _write_png(fig, path, dpi, "replay_report")
+    return path
+
+
+def _as_record(record, who):
+    if isinstance(record, (str, os.PathLike)):
+        from cutedl.listeners.recorder import ValidationRecord
+
+        return ValidationRecord.load(record)
+    if not (hasattr(record, "confusion") and hasattr(record, "class_accuracies") and hasattr(record, "steps")):
+        raise TypeError(f"{who} expected a cutedl ValidationRecord (or its path), got {type(record).__name__}.")
+    return record
+
+
+def _draw_confusion(ax, counts) -> None:
+    """A row-normalised confusion matrix, with the counts written when there are few classes."""
+    k = len(counts)
+    rows = counts.sum(axis=1, keepdims=True)
+    share = np.divide(counts, rows, out=np.zeros(counts.shape, dtype=np.float64), where=rows > 0)
+    ax.imshow(share, cmap="Blues", vmin=0.0, vmax=1.0, interpolation="nearest")
+    if k <= 12:
+        for i in range(k):
+            for j in range(k):
+                if counts[i, j]:
+                    ax.text(j, i, str(int(counts[i, j])), ha="center", va="center", fontsize=7,
+                            color="white" if share[i, j] > 0.6 else "black")
+        ax.set_xticks(range(k))
+        ax.set_yticks(range(k))
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+
+
+def _record_summary(record, restored, what, acc, flips) -> str:
+    lines = [f"checks        {len(record)}", f"samples       {record.num_samples}", f"classes       {record.classes}",
+             f"acc {what:<9} {100 * acc[restored]:.2f} % (epoch {record.epochs[restored]})",
+             f"acc last      {100 * acc[-1]:.2f} % (epoch {record.epochs[-1]})", ""]
+    if len(record) > 1:
+        for metric in ("val_loss", "val_accuracy"):
+            b = record.best_check_interval(metric, boots=500)
+            where = (f"epochs {b.low_epoch}-{b.high_epoch}" if b.low_epoch != b.high_epoch else f"epoch {b.low_epoch}")
+            lines.append(f"best by {metric[4:]:<8} {where} (95 %)")
+        lines.append("")
+    lines.append(f"changed once+  {len(flips.indices)} samples")
+    if len(flips.indices):
+        top = ", ".join(f"#{i} ({flips.counts[i]}x)" for i in flips.indices[:4])
+        lines += ["most unstable:", f"  {top}"]
+    return "\n".join(lines)
+
+
+def _replay_summary(results, metric, xkey, unit, pct) -> str:
+    ref = results.reference
+    fmt = (lambda v: f"{unit * v:.2f}{' %' if pct else ''}")  # noqa: E731
+    lines = [f"monitor     {results.monitor}", f"scored on   {results.scored_on}", f"settings    {len(results.rows)}",
+             f"reference   epoch {ref.get('restored_epoch')}: {metric} {fmt(ref[metric])}", "", "frontier:"]
+    for r in sorted(results.frontier(metric), key=lambda r: -r[xkey]):
+        lines.append(f"  p={r['patience']:<3} d={r['min_delta']:<6g} saves {r[xkey]:>4}, "
+                     f"loses {unit * r[metric + '_lost']:.2f}")
+    return "\n".join(lines)

@@ -5,6 +5,7 @@
 - :mod:`~cutedl.listeners.monitor`: the one "did the monitored value improve?" rule.
 - :mod:`~cutedl.listeners.early_stopping`: :class:`EarlyStopping` (+ ``replay``, :func:`replay_grid`),
   :class:`TerminateOnNaN`.
+- :mod:`~cutedl.listeners.dynamics`: :class:`Dynamics` (per-layer gradient, update, activation figures).
 - :mod:`~cutedl.listeners.lr`: :class:`LearningRateScheduler`, :class:`ReduceLROnPlateau`.
 - :mod:`~cutedl.listeners.files`: :class:`ModelCheckpoint`, :class:`BackupAndRestore`, :class:`CSVLogger`.
 - :mod:`~cutedl.listeners.progress`: :class:`ProgressBar`.
@@ -13,6 +14,7 @@
 - :mod:`~cutedl.listeners.report`: :class:`FitReport` (PNG reports; matplotlib loads lazily).
 """
 from cutedl.listeners.base import EVENTS, FitListener, LambdaListener, Listener
+from cutedl.listeners.dynamics import Dynamics
 from cutedl.listeners.early_stopping import EarlyStopping, Replay, ReplayTable, TerminateOnNaN, replay_grid
 from cutedl.listeners.files import BackupAndRestore, CSVLogger, ModelCheckpoint
 from cutedl.listeners.lr import LearningRateScheduler, ReduceLROnPlateau
@@ -24,4 +26,4 @@ from cutedl.listeners.report import FitReport
 __all__ = ["EVENTS", "Listener", "FitListener", "LambdaListener", "EarlyStopping", "Replay", "TerminateOnNaN",
            "BackupAndRestore", "CSVLogger", "ModelCheckpoint", "LearningRateScheduler", "ReduceLROnPlateau",
            "Monitor", "ProgressBar", "FitReport", "ReplayTable", "replay_grid", "ValidationRecord",
-           "ValidationRecorder"]
+           "ValidationRecorder", "Dynamics"]

@@ -292,3 +292,22 @@ def test_replay_grid(tmp_path):
     assert "patience" in str(table)
     scored = replay_grid(h, r, patiences=[0, 2], score=(xt, yt), model=model)
     assert scored.scored_on == "score data" and math.isfinite(scored.rows[0]["accuracy"])
+
+
+def test_confusion_and_replay_reports(tmp_path):
+    from cutedl import reports
+
+    model, sess, h, rec, weights, (xt, yt) = _fit(tmp_path / "rec.npz", epochs=5)
+    out = reports.confusion_report(tmp_path / "rec.npz", tmp_path / "confusion.png", title="record")
+    assert out.endswith("confusion.png") and (tmp_path / "confusion.png").stat().st_size > 5000
+    reports.confusion_report(ValidationRecord.load(tmp_path / "rec.npz"), tmp_path / "c2.png", restored=0)
+    table = replay_grid(h, rec.record, patiences=[0, 1, 2], min_deltas=[0.0, 0.1], score=(xt, yt), model=model)
+    reports.replay_report(table, tmp_path / "replay.png")
+    assert (tmp_path / "replay.png").stat().st_size > 5000
+    with pytest.raises(ValueError, match="metric 'f1' was not scored"):
+        reports.replay_report(table, tmp_path / "x.png", metric="f1")
+    with pytest.raises(TypeError, match="ReplayTable"):
+        reports.replay_report([{}], tmp_path / "x.png")
+    scores = ValidationRecord([1], [1], np.zeros((1, 2)), np.zeros((1, 2, 1)), np.zeros((2, 1)), None)
+    with pytest.raises(ValueError, match="needs a record of classes"):
+        reports.confusion_report(scores, tmp_path / "x.png")
