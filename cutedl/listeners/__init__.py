@@ -12,6 +12,7 @@
 - :mod:`~cutedl.listeners.recorder`: :class:`ValidationRecorder` (per-sample validation records) and
   :class:`ValidationRecord`.
 - :mod:`~cutedl.listeners.report`: :class:`FitReport` (PNG reports; matplotlib loads lazily).
+- :mod:`~cutedl.listeners.tensorboard`: :class:`TensorBoard` (event files; tensorboardX loads lazily).
 """
 from cutedl.listeners.base import EVENTS, FitListener, LambdaListener, Listener
 from cutedl.listeners.dynamics import Dynamics
@@ -22,8 +23,9 @@ from cutedl.listeners.monitor import Monitor
 from cutedl.listeners.progress import ProgressBar
 from cutedl.listeners.recorder import ValidationRecord, ValidationRecorder
 from cutedl.listeners.report import FitReport
+from cutedl.listeners.tensorboard import TensorBoard
 
 __all__ = ["EVENTS", "Listener", "FitListener", "LambdaListener", "EarlyStopping", "Replay", "TerminateOnNaN",
            "BackupAndRestore", "CSVLogger", "ModelCheckpoint", "LearningRateScheduler", "ReduceLROnPlateau",
            "Monitor", "ProgressBar", "FitReport", "ReplayTable", "replay_grid", "ValidationRecord",
-           "ValidationRecorder", "Dynamics"]
+           "ValidationRecorder", "Dynamics", "TensorBoard"]
