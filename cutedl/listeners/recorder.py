@@ -29,6 +29,7 @@ from cutedl import rng as rng_mod
 from cutedl._io import atomic_write, load_json_npz
 from cutedl._validate import check_bool, check_int, check_number
 from cutedl.backend import np
+from cutedl.data.dataset import Dataset
 from cutedl.listeners.base import Listener, WarnOnce, check_fields
 
 __all__ = ["ValidationRecorder", "ValidationRecord", "BestCheck", "Flips", "per_sample_losses"]
@@ -648,10 +649,9 @@ class ValidationRecorder(WarnOnce, Listener):
     def _val_batches(self):
         """The validation batches in a fixed order (the first ``val_batches`` of them when set)."""
         ds, limit = self.session.val_data, self.session.fit_params.get("val_batches", -1)
-        head = getattr(ds, "head", None)
-        if hasattr(ds, "num_samples") and hasattr(ds, "batch_size") and not hasattr(ds, "epoch_from") and head:
+        if isinstance(ds, Dataset):
             n = ds.num_samples if limit < 0 else min(ds.num_samples, limit * ds.batch_size)
-            x, y = head(n)  # a Dataset: every sample in order, its shuffling generator untouched
+            x, y = ds.head(n)  # every sample in order, the shuffling generator untouched
             yield x, y
             return
         for b, (x, y) in enumerate(ds.batches(transform=False)):

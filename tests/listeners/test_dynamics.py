@@ -165,11 +165,11 @@ def test_nothing_on_other_ranks():
 
 def test_dynamics_panel(tmp_path):
     _, h, dyn, _, _ = _fit(epochs=2)
-    path = reports.fit_report(h, tmp_path / "r.png", panels=[reports.dynamics_panel(dyn)])
+    path = reports.fit_report(h, tmp_path / "r.png", panels=[reports.dynamics_panel(dyn)], dpi=40)
     assert (tmp_path / "r.png").stat().st_size > 1000 and path.endswith("r.png")
     title, draw = reports.dynamics_panel(dyn, "dead_relu")
     assert "dead" in title
     with pytest.raises(ValueError, match="quantity"):
         reports.dynamics_panel(dyn, "speed")
     empty = reports.dynamics_panel(listeners.Dynamics())
-    reports.fit_report(h, tmp_path / "e.png", panels=[empty])
+    reports.fit_report(h, tmp_path / "e.png", panels=[empty], dpi=40)
