@@ -59,7 +59,7 @@ _MARKERS_UP_TO = 40   # draw point markers on series this short, so one lonely c
 # ---------------------------------------------------------------------------- public API
 def fit_report(history, path, title: str | None = None,
                panels: Sequence[tuple[str, Callable]] | None = None, dpi: int = 100, *,
-               figsize: tuple[float, float] | None = None) -> str:
+               figsize: tuple[float, float] | None = None, log_loss="auto") -> str:
     """Write a PNG report of a fit and return its path.
 
     Panels, in order: ``loss`` and ``val_loss`` over steps (the top axis shows epochs); one
@@ -68,8 +68,10 @@ def fit_report(history, path, title: str | None = None,
     check (``history.best``) is starred on its monitored metric's panel, the stop point
     (``history.stopped_step``) and the restored weights (``history.restored``) are vertical
     lines on every curve panel. A summary box on the right lists steps, epochs, wall time, the
-    stop reason, and the best and final value of every metric. Missing values (NaN) are skipped.
-    A history with no rows gives a report that says "no data yet".
+    stop reason, the best value of every validation metric, every value at the last check and,
+    when weights were restored, every value at the restored check (the weights the model now
+    holds). Missing values (NaN) are skipped. A history with no rows gives a report that says
+    "no data yet".
 
     Args:
         history: a :class:`~cutedl.history.History`.
@@ -81,13 +83,16 @@ def fit_report(history, path, title: str | None = None,
         dpi: resolution in dots per inch.
         figsize: ``(width, height)`` in inches; by default 5 x 3 inches per panel in two columns
             plus a summary column 3.6 inches wide.
+        log_loss: log scale for the loss panels (``loss`` and ``<output>_loss``): 'auto' (default)
+            when their positive values span more than two decades, True or False to force it
+            (True falls back to linear when a value is <= 0).
 
     Returns:
         ``path`` as a string.
 
     Raises:
         TypeError: ``history``, ``path`` or ``panels`` of the wrong type.
-        ValueError: ``dpi`` or ``figsize`` not positive.
+        ValueError: ``dpi`` or ``figsize`` not positive, ``log_loss`` not 'auto', True or False.
         OSError: the file cannot be written; the message names the path.
 
     Example:
@@ -97,7 +102,7 @@ def fit_report(history, path, title: str | None = None,
     _check_history(history, "fit_report")
     path = _check_path(path, "fit_report")
     panels = _check_panels(panels)
-    fig = _fit_figure(history, title=title, panels=panels, dpi=dpi, figsize=figsize)
+    fig = _fit_figure(history, title=title, panels=panels, dpi=dpi, figsize=figsize, log_loss=log_loss)
     _write_png(fig, path, dpi, "fit_report")
     return path
 
@@ -107,12 +112,19 @@ def compare_report(histories: Mapping, path, keys: Sequence[str] = ("val_loss", 
                    figsize: tuple[float, float] | None = None) -> str:
     """Overlay several runs in one PNG, one panel per key, and return its path.
 
-    Each run keeps its color on every panel. Keys that no run recorded are skipped (when none
-    is left, the report says which keys the runs do have). With ``annotate_stops`` each run's
-    stop point is marked with an ``x`` and its restored weights with a diamond.
+    Each label keeps its color, line style and marker shape on every panel, so curves that lie on
+    top of each other stay apart (and readable in grey). A label given several runs (the seeds
+    of :func:`cutedl.experiments.repeat`) is drawn as the mean curve over its runs with a shaded
+    band: the 95 % confidence interval of the mean (Student's t) at each step where at least two
+    runs have a value. Keys that no run recorded are skipped (when none is left, the report says
+    which keys the runs do have). With ``annotate_stops`` a single run's stop point is marked
+    with an ``x`` and its restored weights with a diamond. The x axis counts steps; the epochs
+    are labelled along the top edge.
 
     Args:
-        histories: mapping ``label -> History``, for example ``{'sgd': h1, 'adam': h2}``.
+        histories: mapping ``label -> History``, for example ``{'sgd': h1, 'adam': h2}``, or
+            ``label -> runs``: a list of Histories, or the :class:`~cutedl.experiments.Runs` of
+            ``repeat`` (its finished runs are drawn).
         path: where to write the PNG (parent directories are created, atomic replace).
         keys: history columns to compare, one panel each (a single string is one key).
         title: figure title (default ``'Comparison'``).
@@ -133,8 +145,7 @@ def compare_report(histories: Mapping, path, keys: Sequence[str] = ("val_loss", 
                         f"{type(histories).__name__}. Pass e.g. {{'sgd': h1, 'adam': h2}}.")
     if not histories:
         raise ValueError("compare_report got no runs: pass at least one label -> History.")
-    for label, h in histories.items():
-        _check_history(h, f"compare_report (run {label!r})")
+    _run_lists(histories)
     if isinstance(keys, str):
         keys = (keys,)
     keys = tuple(keys)
@@ -231,10 +242,11 @@ def _new_figure(n_panels: int, dpi, figsize, summary: str = ""):
 
 
 # ---------------------------------------------------------------------------- fit report
-def _fit_figure(history, title=None, panels=(), dpi=100, figsize=None) -> Figure:
+def _fit_figure(history, title=None, panels=(), dpi=100, figsize=None, log_loss="auto") -> Figure:
     """Build (without writing) the fit-report figure; its ``axes`` are the panels in order."""
     from matplotlib.ticker import LogFormatter
 
+    log_loss = _check_log_loss(log_loss)
     keys = _layout(history)
     summary = _fit_summary(history)
     fig, axes, right = _new_figure(len(keys) + len(panels), dpi, figsize, summary)
@@ -258,6 +270,10 @@ def _fit_figure(history, title=None, panels=(), dpi=100, figsize=None) -> Figure
         else:
             drawn = _plot_series(ax, steps, cols.get(key), key, _TRAIN_COLOR)
             drawn += _plot_series(ax, steps, cols.get("val_" + key), "val_" + key, _VAL_COLOR)
+            if _is_loss_key(key) and _wants_log(log_loss, cols.get(key), cols.get("val_" + key)):
+                ax.set_yscale("log")
+                ax.yaxis.set_major_formatter(LogFormatter())
+                ax.yaxis.set_minor_formatter(LogFormatter(minor_thresholds=(2, 0.5)))
         # Room above the axes for the epoch labels.
         ax.set_title(key, pad=14)
         ax.set_xlabel("step")
@@ -425,44 +441,163 @@ def _fit_summary(history) -> str:
             j = ok[np.argmin(y[ok])] if mode == "min" else ok[np.argmax(y[ok])]
             lines.append(f"  {k:<{width}}  {y[j]:.5g} ({mode}) @ {_fmt_int(steps_all[j])}")
 
-    final = {k: _finite(col) for k, col in cols.items() if k not in ("step", "epoch", "time")}
-    final = {k: v[-1] for k, v in final.items() if v.size}
-    if final:
+    # The last check's numbers, and the restored check's: the weights the model holds after a
+    # restore are those of the restored check, not of the last one.
+    last = {k: _finite(col) for k, col in cols.items() if k not in ("step", "epoch", "time")}
+    last = {k: v[-1] for k, v in last.items() if v.size}
+    if last:
         lines.append("")
-        lines.append("final")
-        width = max(len(k) for k in final)
-        for k, v in final.items():
-            lines.append(f"  {k:<{width}}  {v:.5g}")
+        lines.append("last check")
+        lines += _value_lines(last)
+    at = _restored_row(history)
+    if at is not None:
+        epoch = restored["epoch"] if restored is not None else None
+        lines.append("")
+        lines.append(f"restored (epoch {epoch})" if epoch is not None
+                     else f"restored (step {_fmt_int(restored['step'])})")
+        lines += _value_lines(at)
     return "\n".join(lines)
 
 
+def _value_lines(values: dict) -> list:
+    width = max(len(k) for k in values)
+    return [f"  {k:<{width}}  {v:.5g}" for k, v in values.items()]
+
+
+def _restored_row(history) -> dict | None:
+    """``{column: value}`` of the recorded check whose weights were restored, or None."""
+    restored = _restored_info(history)
+    if restored is None or not len(history):
+        return None
+    at = np.flatnonzero(_steps(history) == restored["step"])
+    if not at.size:
+        return None
+    i = int(at[-1])
+    row = {}
+    for k, col in history.history.items():
+        if k in ("step", "epoch", "time"):
+            continue
+        v = _num(col[i]) if i < len(col) else None
+        if v is not None:
+            row[k] = v
+    return row or None
+
+
+def _is_loss_key(key: str) -> bool:
+    return key == "loss" or key.endswith("_loss")
+
+
+def _check_log_loss(log_loss):
+    if log_loss == "auto" and isinstance(log_loss, str):
+        return log_loss
+    if isinstance(log_loss, bool) or type(log_loss).__name__ == "bool_":
+        return bool(log_loss)
+    raise ValueError(f"Reports: log_loss must be 'auto', True or False, got {log_loss!r}.")
+
+
+def _wants_log(log_loss, *cols) -> bool:
+    """Log scale for a loss panel: forced, or ('auto') when its values span more than two decades."""
+    if log_loss is False:
+        return False
+    values = np.concatenate([_finite(c) for c in cols if c is not None] or [np.zeros(0)])
+    if not values.size or values.min() <= 0:
+        return False  # a log axis cannot show zero or negative losses
+    return log_loss is True or values.max() / values.min() > 100.0
+
+
 # ---------------------------------------------------------------------------- compare report
+_STYLES = ("-", "--", "-.", ":")
+_RUN_MARKERS = ("o", "s", "^", "v", "P", "*", "h", "<", ">", "p")
+
+
+def _run_lists(histories) -> dict:
+    """``{label: [History, ...]}`` from ``label -> History``, a list of Histories or Runs."""
+    out = {}
+    for label, runs in histories.items():
+        if hasattr(runs, "histories"):  # experiments.Runs
+            runs = runs.histories
+        if isinstance(runs, (list, tuple)):
+            runs = [r.history if hasattr(r, "seed") and hasattr(r, "error") else r  # experiments.Run
+                    for r in runs]
+            runs = [r for r in runs if r is not None]
+            if not runs:
+                raise ValueError(f"compare_report: run {label!r} has no finished run to draw.")
+        else:
+            runs = [runs]
+        for h in runs:
+            _check_history(h, f"compare_report (run {label!r})")
+        out[label] = runs
+    return out
+
+
+def _mean_band(runs, key):
+    """``(x, mean, half_width, n)`` over the runs' finite values of ``key`` at each step; the
+    half-width of the 95 % t interval of the mean, NaN where fewer than two runs have a value."""
+    from cutedl.experiments import t_quantile
+
+    by_x: dict = {}
+    for h in runs:
+        if key not in h.history:
+            continue
+        y, x = _column(h.history[key]), _steps(h)
+        for xi, yi in zip(x, y):
+            if math.isfinite(xi) and math.isfinite(yi):
+                by_x.setdefault(float(xi), []).append(float(yi))
+    xs = sorted(by_x)
+    mean = np.array([np.mean(by_x[x]) for x in xs])
+    n = np.array([len(by_x[x]) for x in xs])
+    half = np.array([t_quantile(0.975, k - 1) * np.std(by_x[x], ddof=1) / math.sqrt(k) if k > 1 else math.nan
+                     for x, k in zip(xs, n)])
+    return np.array(xs, dtype=np.float64), mean, half, n
+
+
+def _plot_run(ax, x, y, label, color, k) -> int:
+    """One label's curve: its color, line style and marker (about a dozen markers per curve)."""
+    keep = np.isfinite(x) & np.isfinite(y)
+    n = int(keep.sum())
+    if n:
+        ax.plot(x[keep], y[keep], color=color, label=label, linewidth=1.5, linestyle=_STYLES[k % len(_STYLES)],
+                marker=_RUN_MARKERS[k % len(_RUN_MARKERS)], markersize=4, markevery=max(1, math.ceil(n / 12)))
+    return n
+
+
 def _compare_figure(histories, keys, title=None, dpi=100, figsize=None,
                     annotate_stops=True) -> Figure:
     from matplotlib.lines import Line2D
 
-    present = [k for k in keys if any(k in h.history for h in histories.values())]
-    summary = _compare_summary(histories, present)
+    runs_of = _run_lists(histories)
+    present = [k for k in keys if any(k in h.history for runs in runs_of.values() for h in runs)]
+    summary = _compare_summary(runs_of, present)
     fig, axes, right = _new_figure(max(1, len(present)), dpi, figsize, summary)
     fig.suptitle(title if title is not None else "Comparison", fontsize=13)
-    colors = [f"C{i % 10}" for i in range(len(histories))]
+    colors = [f"C{i % 10}" for i in range(len(runs_of))]
 
     if not present:
-        available = sorted({k for h in histories.values() for k in h.history})
+        available = sorted({k for runs in runs_of.values() for h in runs for k in h.history})
         ax = axes[0]
         ax.set_title(", ".join(keys))
         _note(ax, f"no run recorded {', '.join(map(repr, keys))}\navailable: "
                   + (", ".join(available) if available else "nothing yet"))
+    longest = max((h for runs in runs_of.values() for h in runs), key=len)
     for key, ax in zip(present, axes):
         drawn, marked = 0, set()
-        for color, (label, h) in zip(colors, histories.items()):
-            steps = _steps(h)
-            drawn += _plot_series(ax, steps, h.history.get(key), str(label), color)
-            if annotate_stops and key in h.history:
-                marked |= _mark_run_stops(ax, h, key, color)
-        ax.set_title(key)
+        for k, (color, (label, runs)) in enumerate(zip(colors, runs_of.items())):
+            if len(runs) == 1:
+                h = runs[0]
+                drawn += _plot_run(ax, _steps(h), _column(h.history.get(key, [])), str(label), color, k)
+                if annotate_stops and key in h.history:
+                    marked |= _mark_run_stops(ax, h, key, color)
+                continue
+            x, mean, half, n = _mean_band(runs, key)
+            drawn += _plot_run(ax, x, mean, f"{label} (mean of {len(runs)})", color, k)
+            band = np.isfinite(half)
+            if band.any():
+                ax.fill_between(x, mean - np.where(band, half, 0), mean + np.where(band, half, 0), where=band,
+                                color=color, alpha=0.18, linewidth=0)
+        ax.set_title(key, pad=14)
         ax.set_xlabel("step")
         ax.grid(True, alpha=0.3)
+        _epoch_axis(ax, longest)
         if not drawn:
             _note(ax, "no data yet")
         handles, labels = ax.get_legend_handles_labels()
@@ -515,9 +650,13 @@ def _mark_run_stops(ax, h, key, color) -> set:
     return marked
 
 
-def _compare_summary(histories, keys) -> str:
+def _compare_summary(runs_of, keys) -> str:
     lines = []
-    for label, h in histories.items():
+    for label, runs in runs_of.items():
+        if len(runs) > 1:
+            lines += _runs_summary(label, runs, keys)
+            continue
+        h = runs[0]
         steps = _finite(h.history.get("step", []))
         lines.append(f"{label}")
         lines.append(f"  steps {_fmt_int(steps.max()) if steps.size else '-'}, "
@@ -532,6 +671,32 @@ def _compare_summary(histories, keys) -> str:
                 lines.append(f"  best {k} {best:.5g}")
         lines.append("")
     return "\n".join(lines).rstrip()
+
+
+def _runs_summary(label, runs, keys) -> list:
+    """Summary lines of a label drawn from several runs: mean +- 95 % interval over the runs."""
+    from cutedl.experiments import t_quantile
+
+    def spread(values):
+        v = np.array([x for x in values if x is not None and math.isfinite(x)], dtype=np.float64)
+        if v.size < 2:
+            return f"{v.mean():.4g}" if v.size else "-"
+        return f"{v.mean():.4g} +- {t_quantile(0.975, v.size - 1) * v.std(ddof=1) / math.sqrt(v.size):.2g}"
+
+    lines = [f"{label} ({len(runs)} runs, mean +- 95 % CI)"]
+    stops = [_num(h.stopped_epoch) for h in runs]
+    if any(s is not None for s in stops):
+        lines.append(f"  stop epoch {spread(stops)}")
+    for k in keys:
+        best = []
+        for h in runs:
+            y = _finite(h.history.get(k, []))
+            if y.size:
+                best.append(float(y.min() if _direction(k) == "min" else y.max()))
+        if best:
+            lines.append(f"  best {k} {spread(best)}")
+    lines.append("")
+    return lines
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -688,7 +853,6 @@ def _fmt_duration(seconds: float) -> str:
         return f"{m} min {s:02d} s"
     h, m = divmod(m, 60)
     return f"{h} h {m:02d} min {s:02d} s"
-
 
 
 # ---------------------------------------------------------------------------- validation records, replays, dynamics

@@ -320,3 +320,92 @@ def test_compare_report_bad_arguments(tmp_path):
         compare_report({"a": make_history(), "b": 3}, tmp_path / "c.png")
     with pytest.raises(ValueError, match="no keys"):
         compare_report({"a": make_history()}, tmp_path / "c.png", keys=())
+
+
+# ---------------------------------------------------------------------------- summary blocks, log scale, titles
+def test_summary_labels_the_last_check_and_adds_the_restored_check():
+    h = make_history(rows=20, checks_per_epoch=4)  # restored step 90 = row 9 (index 8), epoch 3
+    text = summary_text(reports._fit_figure(h))
+    assert "last check" in text and "\nfinal\n" not in text
+    last_block = text.split("last check\n")[1].split("\n\n")[0]
+    assert f"{h['val_loss'][-1]:.5g}" in last_block
+    restored_block = text.split("restored (epoch 3)\n")[1]
+    rows = dict(line.split() for line in restored_block.strip().splitlines())
+    assert float(rows["val_loss"]) == pytest.approx(h["val_loss"][8]) == 0.5  # the best check
+    assert float(rows["loss"]) == pytest.approx(h["loss"][8], rel=1e-4)
+    h.restored = None
+    assert "restored (" not in summary_text(reports._fit_figure(h))
+
+
+def loss_history(start, end, rows=10):
+    h = History()
+    for i, v in enumerate(np.geomspace(start, end, rows)):
+        h.append({"step": i + 1, "epoch": i + 1, "loss": float(v), "val_loss": float(v) * 1.1, "lr": 0.1})
+    return h
+
+
+def test_log_loss_auto_when_the_loss_spans_more_than_two_decades():
+    assert reports._fit_figure(loss_history(2.0, 1e-3)).axes[0].get_yscale() == "log"
+    assert reports._fit_figure(loss_history(2.0, 0.05)).axes[0].get_yscale() == "linear"
+    assert reports._fit_figure(loss_history(2.0, 0.05), log_loss=True).axes[0].get_yscale() == "log"
+    assert reports._fit_figure(loss_history(2.0, 1e-3), log_loss=False).axes[0].get_yscale() == "linear"
+    h = loss_history(2.0, 1e-3)
+    h.append({"step": 11, "epoch": 11, "loss": -0.5})  # a log axis cannot show it
+    assert reports._fit_figure(h, log_loss=True).axes[0].get_yscale() == "linear"
+    with pytest.raises(ValueError, match="log_loss must be 'auto', True or False"):
+        fit_report(h, "r.png", log_loss="yes")
+
+
+def test_fit_report_listener_titles_with_model_loss_and_optimizer(tmp_path):
+    from cutedl import Model, Session, layers, listeners, optimizers
+
+    model = Model([layers.Dense(2, inshape=(3,), activation="softmax")], name="tiny").assemble()
+    sess = Session(model, "categorical_crossentropy", optimizers.Adam(0.01))
+    report = listeners.FitReport(tmp_path / "r.png", budget=0, log_loss=False)
+    x = np.random.default_rng(0).standard_normal((8, 3)).astype(np.float32)
+    sess.fit(x, np.eye(2, dtype=np.float32)[[0, 1] * 4], epochs=1, listeners=[report], verbose=0)
+    assert report.default_title() == "tiny: CategoricalCrossentropy, Adam(lr=0.01)"
+    assert report.draws >= 1 and read_png(tmp_path / "r.png").std() > 0
+    with pytest.raises(ValueError, match="log_loss"):
+        listeners.FitReport(tmp_path / "r.png", log_loss="sometimes")
+
+
+# ---------------------------------------------------------------------------- several runs per label
+def seed_runs(n, offset, rows=12):
+    runs = []
+    for s in range(n):
+        h = make_history(rows=rows, stopped=False)
+        h.history["val_loss"] = [v + offset + 0.01 * s if v == v else v for v in h["val_loss"]]
+        runs.append(h)
+    return runs
+
+
+def test_compare_report_draws_mean_curves_with_bands_for_several_runs(tmp_path):
+    runs = {"a": seed_runs(5, 0.0), "b": seed_runs(3, 0.1, rows=10), "single": make_history(rows=12)}
+    fig = reports._compare_figure(runs, ("val_loss",))
+    ax = fig.axes[0]
+    lines = {ln.get_label(): ln for ln in ax.get_lines()}
+    mean_a = lines["a (mean of 5)"]
+    np.testing.assert_allclose(mean_a.get_ydata(), np.array([h["val_loss"] for h in runs["a"]]).mean(axis=0))
+    assert "b (mean of 3)" in lines and "single" in lines
+    # one shaded band per multi-run label
+    assert len(ax.collections) == 2
+    # overlapping curves stay apart: different line styles and markers
+    styles = {(ln.get_linestyle(), ln.get_marker()) for ln in (mean_a, lines["b (mean of 3)"], lines["single"])}
+    assert len(styles) == 3
+    # the epoch axis along the top edge
+    assert any(t.get_text() == "epoch " for t in ax.texts)
+    summary = [t.get_text() for t in fig.texts if "runs" in t.get_text()][0]
+    assert "a (5 runs, mean +- 95 % CI)" in summary
+    out = compare_report(runs, tmp_path / "bands.png", keys="val_loss", dpi=40)
+    assert read_png(out).std() > 0
+
+
+def test_compare_report_takes_runs_from_experiments_repeat():
+    from cutedl.experiments import Run, Runs
+
+    runs = Runs([Run(0, make_history()), Run(1, make_history()), Run(2, None, error="boom")])
+    fig = reports._compare_figure({"x": runs}, ("val_loss",))
+    assert [ln.get_label() for ln in fig.axes[0].get_lines()][0] == "x (mean of 2)"
+    with pytest.raises(ValueError, match="no finished run"):
+        reports._compare_figure({"x": Runs([Run(0, None, error="boom")])}, ("val_loss",))

@@ -25,16 +25,21 @@ class FitReport(Listener):
 
     Args:
         path: PNG file to (re)write.
-        title: figure title.
+        title: figure title; None builds one from the session: the model's name, the loss and the
+            optimizer, e.g. ``'mnist_mlp: CategoricalCrossentropy, Adam(lr=0.001)'``.
         budget: pace of redraws (see above); 0 redraws after every check.
+        log_loss: log scale for the loss panels: 'auto' (when the loss spans more than two
+            decades), True or False (see :func:`cutedl.reports.fit_report`).
         **report_kwargs: passed to :func:`cutedl.reports.fit_report` (``panels``, ``dpi``...).
     """
 
-    def __init__(self, path, title: str | None = None, budget: float = 10.0, **report_kwargs):
-        if isinstance(budget, bool) or not isinstance(budget, (int, float)) or budget < 0:
-            raise ValueError(f"FitReport: budget must be a number >= 0, got {budget!r}.")
+    def __init__(self, path, title: str | None = None, budget: float = 10.0, log_loss="auto", **report_kwargs):
+        check_number("FitReport", "budget", budget, minimum=0, what="a number >= 0")
+        if not ((isinstance(log_loss, str) and log_loss == "auto") or isinstance(log_loss, bool)):
+            raise ValueError(f"FitReport: log_loss must be 'auto', True or False, got {log_loss!r}.")
         self.path = path
         self.title = title
+        self.log_loss = log_loss
         self.budget = float(budget)
         self.report_kwargs = report_kwargs
         self._warned = False
@@ -49,7 +54,8 @@ class FitReport(Listener):
 
         t0 = time.perf_counter()
         try:
-            reports.fit_report(self.session.history, self.path, title=self.title, **self.report_kwargs)
+            reports.fit_report(self.session.history, self.path, title=self.default_title() if self.title is None
+                               else self.title, log_loss=self.log_loss, **self.report_kwargs)
             self.draws += 1
         except (OSError, ValueError, OverflowError, RuntimeError) as err:
             # a report must never end training (matplotlib raises ValueError on extreme values)
@@ -59,6 +65,18 @@ class FitReport(Listener):
                 self._warned = True
         self._last_end = time.perf_counter()
         self._last_cost = self._last_end - t0
+
+    def default_title(self) -> str:
+        """``'<model name>: <loss>, <optimizer>(lr=...)'`` of the session being trained."""
+        sess = self.session
+        losses = sess.loss if isinstance(sess.loss, list) else [sess.loss]
+        names = list(dict.fromkeys(type(l).__name__ for l in losses))
+        opt = sess.optimizer
+        try:
+            lr = f"(lr={float(opt.current_lr):g})"
+        except (TypeError, ValueError, AttributeError):
+            lr = ""
+        return f"{sess.model.name}: {' + '.join(names)}, {type(opt).__name__}{lr}"
 
     def on_fit_start(self, logs=None):
         self._last_end = None
