@@ -54,6 +54,30 @@ def _sumsq(g) -> float:
     return s
 
 
+# A large param is updated a block of values at a time: the dozen elementwise passes of an Adam
+# update then run in the CPU cache, and param, gradient and state stream through memory once
+# instead of once per pass (the MNIST CNN's 3.2M-value dense weight at 1 thread: 7.9 instead of
+# 11.3 ms per update; blocks of 32K-128K values do about as well, smaller ones lose to the
+# per-call overhead). The math is elementwise, so results are bit-identical.
+_BLOCK_VALUES = 1 << 16
+
+
+def _blocks(value, grad, state: dict, buf):
+    """``(value, grad, state, buf)`` over consecutive blocks of the flattened arrays (views, so
+    updates land in place), or the whole arrays once for a small or non-contiguous param."""
+    size = value.size
+    arrays = (value, grad, buf, *state.values())
+    if size <= _BLOCK_VALUES or not all(a.flags.c_contiguous for a in arrays):
+        yield value, grad, state, buf
+        return
+    value, grad, buf = value.reshape(-1), grad.reshape(-1), buf.reshape(-1)
+    flat = {key: arr.reshape(-1) for key, arr in state.items()}
+    for s in range(0, size, _BLOCK_VALUES):
+        b = slice(s, s + _BLOCK_VALUES)
+        n = min(_BLOCK_VALUES, size - s)
+        yield value[b], grad[b], {key: arr[b] for key, arr in flat.items()}, buf[:n]
+
+
 class Optimizer:
     """Base class: gradient clipping, weight decay, lazily created state, checkpoints.
 
@@ -716,9 +740,13 @@ class Adam(Optimizer):
         return alpha, 1.0 - b1, 1.0 - b2, self.epsilon, self.amsgrad
 
     def _update(self, value, grad, state, scratch, k):
+        for block in _blocks(value, grad, state, scratch[0]):
+            self._update_block(*block, k)
+
+    def _update_block(self, value, grad, state, buf, k):
         xp = backend.xp
         alpha, one_minus_b1, one_minus_b2, eps, amsgrad = k
-        m, v, buf = state["m"], state["v"], scratch[0]
+        m, v = state["m"], state["v"]
         xp.subtract(grad, m, out=buf)
         buf *= one_minus_b1
         m += buf
