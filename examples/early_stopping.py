@@ -1,25 +1,34 @@
-"""What would early stopping have done? One long run, many EarlyStopping settings replayed offline.
+"""What would early stopping have done? One long run per seed, many EarlyStopping settings replayed.
 
 The MNIST MLP (784-400-100-10, ReLU, Adam) trains for ``--epochs`` epochs with *no* early
 stopping; every check (one per epoch) records val_loss/val_accuracy in the History and a copy
 of the weights. Then, for every ``patience`` x ``min_delta`` setting,
 ``cutedl.listeners.EarlyStopping.replay`` walks the recorded History through the live listener's
-own bookkeeping and says where it would have stopped and which check's weights it would have restored. Those
-weights are evaluated on the test set, so one run answers "how much training does each setting
-save, and what does it cost in test accuracy?".
+own bookkeeping and says where it would have stopped and which check's weights it would have
+restored. Those weights are evaluated on the test set, so one run answers "how much training does
+each setting save, and what does it cost in test accuracy?".
 
-Writes ``reports/early_stopping.png`` (the monitored curve with every setting's stop and
-restored points, one lane per setting, and the comparison table) and prints the table.
+One seed says little: the seed-to-seed spread of this MLP is larger than most differences between
+settings. So the run is repeated for ``--seeds N`` seeds (default 5) with
+:func:`cutedl.experiments.repeat` (``--processes`` in parallel), and
+:func:`cutedl.experiments.compare` gives each setting's test accuracy as "mean +- CI over N
+seeds" (95 %, Student's t) and its paired difference from training to the end without early
+stopping (bootstrap over seeds).
 
-    python examples/early_stopping.py                        # 20,000 training images, 30 epochs
+Writes ``reports/early_stopping.png`` (the first seed's monitored curve with every setting's stop
+and restored points, one lane per setting, and the table over all seeds) and prints the tables.
+
+    python examples/early_stopping.py                        # 20,000 training images, 30 epochs, 5 seeds
     python examples/early_stopping.py --limit 0 --epochs 40  # all 55,000 training images
-    python examples/early_stopping.py --patience 1 3 --min-delta 0 0.01 --monitor val_accuracy
+    python examples/early_stopping.py --patience 1 3 --min-delta 0 0.01 --monitor val_accuracy --seeds 10
 
-The copies of the weights cost about 1.4 MB per check for this model (40 MB for 30 epochs).
+The copies of the weights cost about 1.4 MB per check for this model (40 MB for 30 epochs) in
+each worker process.
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import io
 import math
 import time
@@ -30,7 +39,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 import cutedl
-from cutedl import Dataset, Model, Session, datasets, layers, listeners, losses, optimizers
+from cutedl import Dataset, Model, Session, datasets, experiments, layers, listeners, losses, optimizers
 from cutedl._io import atomic_write
 
 
@@ -62,8 +71,10 @@ def build_model() -> Model:
 
 
 # ---------------------------------------------------------------------------- the figure
-def draw_report(history, rows: list, monitor: str, path, title: str, dpi: int = 100) -> str:
-    """Write the comparison PNG: curve with stop/restore marks, one lane per setting, a table."""
+def draw_report(history, rows: list, monitor: str, path, title: str, dpi: int = 100, table_rows=None,
+                seeds: int = 1) -> str:
+    """Write the comparison PNG: one run's curve with stop/restore marks, one lane per setting, and a
+    table (``table_rows``, the summary over seeds; by default this run's ``rows``)."""
     cols = history.history
     epochs = np.asarray(cols["epoch"], dtype=np.float64)
     values = np.asarray(cols[monitor], dtype=np.float64)
@@ -135,13 +146,22 @@ def draw_report(history, rows: list, monitor: str, path, title: str, dpi: int = 
 
     # --- the table
     ax_table.axis("off")
-    header = ["setting", "stop epoch", "restored epoch", f"{monitor} of kept weights", "test accuracy",
-              "test loss", "epochs saved"]
-    cells = [[row["setting"], _stop_text(row), _fmt(row["restored_epoch"]),
-              _fmt(row["monitor_value"], ".4f"), _fmt(row["test_accuracy"], ".4f"), _fmt(row["test_loss"], ".4f"),
-              _fmt(row["epochs_saved"])] for row in rows]
+    if table_rows is None:
+        header = ["setting", "stop epoch", "restored epoch", f"{monitor} of kept weights", "test accuracy",
+                  "test loss", "epochs saved"]
+        cells = [[row["setting"], _stop_text(row), _fmt(row["restored_epoch"]), _fmt(row["monitor_value"], ".4f"),
+                  _fmt(row["test_accuracy"], ".4f"), _fmt(row["test_loss"], ".4f"), _fmt(row["epochs_saved"])]
+                 for row in rows]
+        widths = [0.25, 0.12, 0.12, 0.16, 0.12, 0.11, 0.12]
+    else:
+        header = ["setting", "stop epoch", "restored epoch", f"test accuracy ({seeds} seeds)", "vs no stopping",
+                  "test loss", "epochs saved"]
+        cells = [[row["setting"], _fmt(row["stop_epoch"], ".1f"), _fmt(row["restored_epoch"], ".1f"),
+                  row["test_accuracy_text"], row["difference_text"], _fmt(row["test_loss"], ".4f"),
+                  _fmt(row["epochs_saved"], ".1f")] for row in table_rows]
+        widths = [0.22, 0.08, 0.1, 0.17, 0.23, 0.09, 0.1]
     table = ax_table.table(cellText=cells, colLabels=header, loc="upper center", cellLoc="center",
-                           colWidths=[0.25, 0.12, 0.12, 0.16, 0.12, 0.11, 0.12])
+                           colWidths=widths)
     table.auto_set_font_size(False)
     table.set_fontsize(8)
     table.scale(1.0, 1.25)
@@ -169,53 +189,32 @@ def _fmt(v, spec: str = "d") -> str:
     return format(v, spec)
 
 
-def format_table(rows: list, monitor: str) -> str:
-    """The comparison as aligned text, one line per setting."""
-    header = f"{'setting':<28} {'stop':>9} {'restored':>8} {monitor + ' kept':>14} {'test acc':>9} " \
-             f"{'test loss':>9} {'saved':>6}"
-    lines = [header, "-" * len(header)]
-    for row in rows:
-        lines.append(f"{row['setting']:<28} {_stop_text(row):>9} {_fmt(row['restored_epoch']):>8} "
-                     f"{_fmt(row['monitor_value'], '.4f'):>14} {_fmt(row['test_accuracy'], '.4f'):>9} "
-                     f"{_fmt(row['test_loss'], '.4f'):>9} {_fmt(row['epochs_saved']):>6}")
-    return "\n".join(lines)
-
-
 # ---------------------------------------------------------------------------- main
-def main(argv=None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--epochs", type=int, default=30, help="length of the recorded run")
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=1e-3, help="Adam's learning rate")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--limit", type=int, default=20000, help="training images to use (0: all 55,000)")
-    p.add_argument("--monitor", default="val_loss", choices=("val_loss", "val_accuracy", "loss", "accuracy"),
-                   help="the value EarlyStopping watches")
-    p.add_argument("--mode", default="auto", choices=("auto", "min", "max"))
-    p.add_argument("--patience", type=int, nargs="+", default=[0, 2, 5, 10])
-    p.add_argument("--min-delta", type=float, nargs="+", default=[0.0, 0.005])
-    p.add_argument("--report", default="reports/early_stopping.png")
-    p.add_argument("--verbose", type=int, default=1)
-    p.add_argument("--threads", type=int, default=None,
-                   help="BLAS threads (cutedl.threads.set_num_threads); None leaves them as they are")
-    args = p.parse_args(argv)
-    if args.threads is not None:
-        from cutedl import threads
+_DATA: dict = {}
 
-        threads.set_num_threads(args.threads)
 
-    cutedl.set_seed(args.seed)
-    (x_train, y_train), (x_val, y_val), (x_test, y_test) = datasets.mnist.load_vectors(limit=args.limit or None)
-    model = build_model()
-    sess = Session(model, loss=losses.CategoricalCrossentropy(), optimizer=optimizers.Adam(args.lr),
-                   metrics=["accuracy"])
+def load_data(limit):
+    """MNIST vectors, loaded once per process (each worker of ``repeat`` loads its own)."""
+    if limit not in _DATA:
+        _DATA[limit] = datasets.mnist.load_vectors(limit=limit or None)
+    return _DATA[limit]
+
+
+def record_and_replay(seed, epochs, batch_size, lr, limit, monitor, mode, patiences, min_deltas, verbose):
+    """One seed (``experiments.repeat``'s build): the long run, every setting replayed and scored.
+
+    Returns ``(history, {'rows': [...], 'seconds': s})``: one row per setting with where it stops,
+    which check it restores and the test accuracy of the weights it ends with.
+    """
+    (x_train, y_train), (x_val, y_val), (x_test, y_test) = load_data(limit)
+    model = build_model()  # repeat seeded cutedl with ``seed``
+    sess = Session(model, loss=losses.CategoricalCrossentropy(), optimizer=optimizers.Adam(lr), metrics=["accuracy"])
     recorder = WeightRecorder()
     t0 = time.perf_counter()
-    history = sess.fit(Dataset(x_train, y_train, batch_size=args.batch_size), epochs=args.epochs,
+    history = sess.fit(Dataset(x_train, y_train, batch_size=batch_size, seed=seed), epochs=epochs,
                        val_data=Dataset(x_val, y_val, batch_size=1000, shuffle=False), val_epochs=1,
-                       listeners=[recorder], verbose=args.verbose)
+                       listeners=[recorder], verbose=verbose)
     seconds = time.perf_counter() - t0
-
     test_ds = Dataset(x_test, y_test, batch_size=1000, shuffle=False)
     evaluated: dict = {}
 
@@ -228,32 +227,115 @@ def main(argv=None) -> dict:
 
     last = len(history) - 1
     last_epoch = int(history["epoch"][last])
-    values = history[args.monitor]
+    values = history[monitor]
     final = test_at(last)
     # The reference: no early stopping, the final weights.
     no_stop = listeners.Replay(stopped=False, stop_index=last, stop_epoch=last_epoch,
                                stop_step=int(history["step"][last]),
                                restored_index=None, restored_epoch=None, restored_step=None, best=None)
-    rows = [{"setting": f"none (all {last_epoch} epochs)", "replay": no_stop, "stop_epoch": last_epoch,
+    rows = [{"setting": f"none (all {last_epoch} epochs)", "replay": no_stop._asdict(), "stop_epoch": last_epoch,
              "restored_epoch": None, "monitor_value": values[last], "test_accuracy": final["accuracy"],
              "test_loss": final["loss"], "epochs_saved": 0}]
-    for patience in args.patience:
-        for min_delta in args.min_delta:
-            r = listeners.EarlyStopping.replay(history, args.monitor, patience, min_delta, args.mode)
+    for patience in patiences:
+        for min_delta in min_deltas:
+            r = listeners.EarlyStopping.replay(history, monitor, patience, min_delta, mode)
             # What the model would hold at the end: the restored weights, else the last ones.
             used = r.restored_index if r.restored_index is not None else r.stop_index
             test = test_at(used)
-            rows.append({"setting": f"patience={patience} min_delta={min_delta:g}", "replay": r,
+            rows.append({"setting": f"patience={patience} min_delta={min_delta:g}", "replay": r._asdict(),
                          "stop_epoch": r.stop_epoch, "restored_epoch": r.restored_epoch,
                          "monitor_value": values[used], "test_accuracy": test["accuracy"],
                          "test_loss": test["loss"], "epochs_saved": last_epoch - r.stop_epoch})
+    return history, {"rows": rows, "seconds": seconds}
 
-    title = (f"EarlyStopping({args.monitor}) replayed on one run: MNIST MLP 784-400-100-10, Adam "
-             f"lr={args.lr:g}, {len(x_train)} training images")
-    draw_report(history, rows, args.monitor, args.report, title)
-    print(format_table(rows, args.monitor))
-    print(f"recorded run: {last_epoch} epochs in {seconds:.1f}s; report {args.report}")
-    return {"history": history, "rows": rows, "weights": recorder.weights, "seconds": seconds,
+
+def _mean(values):
+    values = [v for v in values if v is not None and math.isfinite(v)]
+    return sum(values) / len(values) if values else None
+
+
+def summarize(runs, comparison, reference: str) -> list:
+    """One row per setting over the seeds: mean stop/restored epoch, test accuracy mean +- CI, the
+    paired difference from ``reference`` (training to the end) and the epochs saved."""
+    ok = runs.ok
+    out = []
+    for k, first in enumerate(ok[0].extra["rows"]):
+        per_seed = [r.extra["rows"][k] for r in ok]
+        s = comparison.settings[first["setting"]]
+        row = {"setting": first["setting"], "seeds": s.n,
+               "stop_epoch": _mean([p["stop_epoch"] for p in per_seed]),
+               "restored_epoch": _mean([p["restored_epoch"] for p in per_seed]),
+               "test_accuracy": s.mean, "test_accuracy_ci": (s.low, s.high),
+               "test_accuracy_text": f"{s.mean:.4f} +- {s.half_width:.4f}" if s.n > 1 else f"{s.mean:.4f}",
+               "test_loss": _mean([p["test_loss"] for p in per_seed]),
+               "epochs_saved": _mean([p["epochs_saved"] for p in per_seed]),
+               "difference": None, "difference_text": "-"}
+        if first["setting"] != reference:
+            d = comparison.difference(first["setting"], reference)
+            row["difference"] = (d.mean, d.low, d.high)
+            row["difference_text"] = f"{d.mean:+.4f} [{d.low:+.4f}, {d.high:+.4f}]"
+        out.append(row)
+    return out
+
+
+def format_summary(rows: list, seeds: int) -> str:
+    """The settings over all seeds as aligned text."""
+    header = (f"{'setting':<28} {'stop':>5} {'restored':>8} {'test accuracy':>17} {'vs no stopping (95 % CI)':>27} "
+              f"{'saved':>6}")
+    lines = [f"mean +- CI (95 %) over {seeds} seeds", header, "-" * len(header)]
+    for row in rows:
+        lines.append(f"{row['setting']:<28} {_fmt(row['stop_epoch'], '.1f'):>5} {_fmt(row['restored_epoch'], '.1f'):>8} "
+                     f"{row['test_accuracy_text']:>17} {row['difference_text']:>27} {_fmt(row['epochs_saved'], '.1f'):>6}")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--epochs", type=int, default=30, help="length of the recorded run")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam's learning rate")
+    p.add_argument("--seed", type=int, default=0, help="first seed; the runs use seed, seed + 1, ...")
+    p.add_argument("--seeds", type=int, default=5, help="recorded runs (one per seed)")
+    p.add_argument("--processes", type=int, default=2, help="runs in parallel (1: one after the other)")
+    p.add_argument("--limit", type=int, default=20000, help="training images to use (0: all 55,000)")
+    p.add_argument("--monitor", default="val_loss", choices=("val_loss", "val_accuracy", "loss", "accuracy"),
+                   help="the value EarlyStopping watches")
+    p.add_argument("--mode", default="auto", choices=("auto", "min", "max"))
+    p.add_argument("--patience", type=int, nargs="+", default=[0, 2, 5, 10])
+    p.add_argument("--min-delta", type=float, nargs="+", default=[0.0, 0.005])
+    p.add_argument("--report", default="reports/early_stopping.png")
+    p.add_argument("--verbose", type=int, default=0, help="progress bars (with --processes 1)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="BLAS threads per run (cutedl.threads.set_num_threads); None leaves them as they are")
+    args = p.parse_args(argv)
+
+    build = functools.partial(record_and_replay, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                              limit=args.limit, monitor=args.monitor, mode=args.mode, patiences=args.patience,
+                              min_deltas=args.min_delta, verbose=args.verbose)
+    runs = experiments.repeat(build, seeds=range(args.seed, args.seed + args.seeds), processes=args.processes,
+                              threads=args.threads)
+    for failed in runs.failures:
+        print(f"seed {failed.seed} failed:\n{failed.error}")
+    if not runs.ok:
+        raise RuntimeError(f"every run failed: {runs}")
+    first = runs.ok[0]
+    labels = [row["setting"] for row in first.extra["rows"]]
+    per_setting = {label: {r.seed: r.extra["rows"][k]["test_accuracy"] for r in runs.ok}
+                   for k, label in enumerate(labels)}
+    comparison = experiments.compare(per_setting, metric="test_accuracy", baseline=labels[0])
+    rows = summarize(runs, comparison, labels[0])
+
+    shown = [dict(row, replay=listeners.Replay(**row["replay"])) for row in first.extra["rows"]]
+    n_train = len(load_data(args.limit)[0][0])
+    title = (f"EarlyStopping({args.monitor}) replayed, MNIST MLP, Adam lr={args.lr:g}, {n_train} images: "
+             f"curve of seed {first.seed}, table over {len(runs.ok)} seeds")
+    draw_report(first.history, shown, args.monitor, args.report, title, table_rows=rows, seeds=len(runs.ok))
+    print(format_summary(rows, len(runs.ok)))
+    print()
+    print(comparison)
+    seconds = sum(r.extra["seconds"] for r in runs.ok)
+    print(f"{len(runs.ok)} recorded runs of {args.epochs} epochs ({seconds:.1f} s of training); report {args.report}")
+    return {"history": first.history, "rows": rows, "runs": runs, "comparison": comparison, "seconds": seconds,
             "report": args.report}
 
 

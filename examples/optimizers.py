@@ -1,13 +1,16 @@
-"""Seven optimizers on the MNIST MLP, from the same initial weights and the same batch order.
+"""Seven optimizers on the MNIST MLP, over several seeds, paired by seed.
 
 SGD, Momentum, Adagrad, RMSProp, Adadelta, Adam and AdamW each train the MLP 784-400-100-10
-(ReLU) for ``--epochs`` epochs. The model is built once; every run starts from a copy of those
-initial weights and shuffles the batches with the same seed, so the optimizer is the only
-difference. val_loss and val_accuracy are overlaid in ``reports/optimizers.png``
-(:func:`cutedl.reports.compare_report`) and a table is printed.
+(ReLU) for ``--epochs`` epochs, once per seed (``--seeds N``, default 5) with
+:func:`cutedl.experiments.repeat` (``--processes`` runs in parallel). For a given seed every
+optimizer starts from the same initial weights and sees the same batches in the same order, so
+the optimizer is the only difference and :func:`cutedl.experiments.compare` pairs runs by seed.
+The table gives the final val_accuracy and val_loss as "mean +- CI over N seeds" (95 %, Student's
+t), and the paired difference of each optimizer from Adam; ``reports/optimizers.png`` draws mean
+curves with bands (:func:`cutedl.reports.compare_report`).
 
-    python examples/optimizers.py                            # 20,000 training images, 10 epochs
-    python examples/optimizers.py --optimizers sgd adam --epochs 20
+    python examples/optimizers.py                            # 20,000 training images, 10 epochs, 5 seeds
+    python examples/optimizers.py --optimizers sgd adam --epochs 20 --seeds 10
     python examples/optimizers.py --set-lr sgd=0.2 --set-lr adam=0.0005
 
 The default learning rates are ones that work for this model, not each optimizer's library
@@ -16,10 +19,10 @@ default (Adadelta's Keras default of 0.001 barely moves; 1.0 is the original pap
 from __future__ import annotations
 
 import argparse
+import functools
 import time
 
-import cutedl
-from cutedl import Dataset, Model, Session, datasets, layers, losses, optimizers, reports
+from cutedl import Dataset, Model, Session, datasets, experiments, layers, losses, optimizers, reports
 
 # name -> (class, default lr for this model)
 OPTIMIZERS = {
@@ -56,13 +59,36 @@ def _parse_set_lr(items) -> dict:
     return out
 
 
-def format_table(rows: list) -> str:
-    header = f"{'optimizer':<10} {'lr':>8} {'best val_accuracy':>17} {'(epoch)':>7} {'final val_loss':>15} " \
-             f"{'seconds':>8}"
-    lines = [header, "-" * len(header)]
+_DATA: dict = {}
+
+
+def load_data(limit):
+    """MNIST vectors, loaded once per process (each worker of ``repeat`` loads its own)."""
+    if limit not in _DATA:
+        _DATA[limit] = datasets.mnist.load_vectors(limit=limit or None)
+    return _DATA[limit]
+
+
+def build_run(seed, name, lr, epochs, batch_size, limit, verbose):
+    """``experiments.repeat``'s build: the seed fixes the initial weights and the batch order."""
+    (x_train, y_train), (x_val, y_val), _ = load_data(limit)
+    model = build_model()  # repeat seeded cutedl with ``seed``: same weights for every optimizer
+    cls = OPTIMIZERS[name][0]
+    sess = Session(model, loss=losses.CategoricalCrossentropy(), optimizer=cls(lr), metrics=["accuracy"])
+    return sess, dict(data=Dataset(x_train, y_train, batch_size=batch_size, seed=seed), epochs=epochs,
+                      val_data=Dataset(x_val, y_val, batch_size=1000, shuffle=False), verbose=verbose)
+
+
+def _ci(summary) -> str:
+    return f"{summary.mean:.4f} +- {summary.half_width:.4f}" if summary.n > 1 else f"{summary.mean:.4f}"
+
+
+def format_table(rows: list, seeds: int) -> str:
+    header = f"{'optimizer':<10} {'lr':>8} {'final val_accuracy':>20} {'final val_loss':>18} {'seconds':>8}"
+    lines = [f"mean +- CI (95 %) over {seeds} seeds", header, "-" * len(header)]
     for r in rows:
-        lines.append(f"{r['optimizer']:<10} {r['lr']:>8g} {r['best_val_accuracy']:>17.4f} {r['best_epoch']:>7d} "
-                     f"{r['final_val_loss']:>15.4f} {r['seconds']:>8.1f}")
+        lines.append(f"{r['optimizer']:<10} {r['lr']:>8g} {r['val_accuracy_text']:>20} {r['val_loss_text']:>18} "
+                     f"{r['seconds']:>8.1f}")
     return "\n".join(lines)
 
 
@@ -73,55 +99,52 @@ def main(argv=None) -> dict:
     p.add_argument("--lr", type=float, default=None,
                    help="one learning rate for every optimizer (default: each optimizer's own, see OPTIMIZERS)")
     p.add_argument("--set-lr", action="append", metavar="NAME=LR", help="learning rate of one optimizer")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="first seed; the runs use seed, seed + 1, ...")
+    p.add_argument("--seeds", type=int, default=5, help="runs per optimizer")
+    p.add_argument("--processes", type=int, default=2, help="runs in parallel (1: one after the other)")
     p.add_argument("--limit", type=int, default=20000, help="training images to use (0: all 55,000)")
     p.add_argument("--optimizers", nargs="+", default=list(OPTIMIZERS), choices=list(OPTIMIZERS),
                    metavar="NAME", help=f"which to compare (default all: {' '.join(OPTIMIZERS)})")
     p.add_argument("--report", default="reports/optimizers.png")
     p.add_argument("--verbose", type=int, default=0)
     p.add_argument("--threads", type=int, default=None,
-                   help="BLAS threads (cutedl.threads.set_num_threads); None leaves them as they are")
+                   help="BLAS threads per run (cutedl.threads.set_num_threads); None leaves them as they are")
     args = p.parse_args(argv)
-    if args.threads is not None:
-        from cutedl import threads
-
-        threads.set_num_threads(args.threads)
     set_lr = _parse_set_lr(args.set_lr)
     names = list(dict.fromkeys(args.optimizers))  # a name given twice runs once
+    seeds = range(args.seed, args.seed + args.seeds)
 
-    cutedl.set_seed(args.seed)
-    (x_train, y_train), (x_val, y_val), _ = datasets.mnist.load_vectors(limit=args.limit or None)
-    model = build_model()
-    initial = model.get_weights()
-    val_ds = Dataset(x_val, y_val, batch_size=1000, shuffle=False)
-
-    histories, rows = {}, []
+    runs, rows = {}, []
     for name in names:
         cls, default_lr = OPTIMIZERS[name]
         lr = set_lr.get(name, args.lr if args.lr is not None else default_lr)
-        model.set_weights(initial)
-        # A Dataset with its own seed: every optimizer sees the same batches in the same order.
-        train_ds = Dataset(x_train, y_train, batch_size=args.batch_size, seed=args.seed)
-        sess = Session(model, loss=losses.CategoricalCrossentropy(), optimizer=cls(lr), metrics=["accuracy"])
+        build = functools.partial(build_run, name=name, lr=lr, epochs=args.epochs, batch_size=args.batch_size,
+                                  limit=args.limit, verbose=args.verbose)
         t0 = time.perf_counter()
-        history = sess.fit(train_ds, epochs=args.epochs, val_data=val_ds, verbose=args.verbose)
-        seconds = time.perf_counter() - t0
         label = f"{cls.__name__} lr={lr:g}"
-        histories[label] = history
-        acc = history["val_accuracy"]
-        best = max(range(len(acc)), key=lambda i: acc[i])
-        rows.append({"optimizer": cls.__name__, "lr": lr, "best_val_accuracy": acc[best],
-                     "best_epoch": int(history["epoch"][best]), "final_val_loss": history["val_loss"][-1],
-                     "seconds": seconds, "history": history})
+        runs[label] = experiments.repeat(build, seeds=seeds, processes=args.processes, threads=args.threads)
+        for failed in runs[label].failures:
+            print(f"{label}: seed {failed.seed} failed:\n{failed.error}")
+        rows.append({"optimizer": cls.__name__, "lr": lr, "label": label, "seconds": time.perf_counter() - t0})
         if args.verbose:
-            print(f"{label}: val_accuracy {acc[-1]:.4f}  {seconds:.1f}s")
+            print(f"{label}: {runs[label]}")
 
-    reports.compare_report(histories, args.report, keys=("val_loss", "val_accuracy"),
-                           title=f"Optimizers on the MNIST MLP 784-400-100-10 ({len(x_train)} training images, "
-                                 f"same initial weights and batches)")
-    print(format_table(rows))
+    accuracy = experiments.compare(runs, metric="val_accuracy", at="last",
+                                   baseline=next((r["label"] for r in rows if r["optimizer"] == "Adam"), None))
+    loss = experiments.compare(runs, metric="val_loss", at="last")
+    for r in rows:
+        acc, vl = accuracy.settings[r["label"]], loss.settings[r["label"]]
+        r.update(val_accuracy=acc.mean, val_accuracy_ci=(acc.low, acc.high), final_val_loss=vl.mean,
+                 val_loss_ci=(vl.low, vl.high), val_accuracy_text=_ci(acc), val_loss_text=_ci(vl), runs=acc.n)
+    limit = args.limit or 55000
+    reports.compare_report(runs, args.report, keys=("val_loss", "val_accuracy"),
+                           title=f"Optimizers on the MNIST MLP 784-400-100-10 ({limit} training images, "
+                                 f"{args.seeds} seeds: mean and 95 % band; same initial weights and batches per seed)")
+    print(format_table(rows, args.seeds))
+    print()
+    print(accuracy)
     print(f"report {args.report}")
-    return {"rows": rows, "histories": histories, "report": args.report}
+    return {"rows": rows, "histories": runs, "comparison": accuracy, "report": args.report}
 
 
 if __name__ == "__main__":

@@ -31,23 +31,26 @@ def _check_linear_regression(result):
 
 
 def _check_early_stopping(result):
-    history, rows = result["history"], result["rows"]
-    assert len(result["weights"]) == len(history) == 3
+    history, rows, runs = result["history"], result["rows"], result["runs"]
+    assert len(history) == 3 and runs.seeds == [0, 1] and not runs.failures
     assert [r["setting"] for r in rows] == ["none (all 3 epochs)", "patience=0 min_delta=0",
                                             "patience=0 min_delta=0.01", "patience=2 min_delta=0",
                                             "patience=2 min_delta=0.01"]
     for row in rows:
-        assert row["epochs_saved"] == 3 - row["stop_epoch"]
-        assert 0.0 <= row["test_accuracy"] <= 1.0 and math.isfinite(row["test_loss"])
+        assert row["seeds"] == 2 and row["epochs_saved"] == pytest.approx(3 - row["stop_epoch"])
+        low, high = row["test_accuracy_ci"]
+        assert 0.0 <= row["test_accuracy"] <= 1.0 and low <= row["test_accuracy"] <= high
+        assert math.isfinite(row["test_loss"])
 
 
 def _check_optimizers(result):
     assert [(r["optimizer"], r["lr"]) for r in result["rows"]] == [
         ("SGD", 0.2), ("Momentum", 0.05), ("Adagrad", 0.05), ("RMSProp", 0.001), ("Adadelta", 1.0),
         ("Adam", 0.001), ("AdamW", 0.001)]
-    assert len(result["histories"]) == 7
+    assert len(result["histories"]) == 7 and all(len(runs.histories) == 2 for runs in result["histories"].values())
     for r in result["rows"]:
-        assert 0.0 <= r["best_val_accuracy"] <= 1.0 and math.isfinite(r["final_val_loss"])
+        assert r["runs"] == 2 and 0.0 <= r["val_accuracy"] <= 1.0 and math.isfinite(r["final_val_loss"])
+    assert result["comparison"].difference("SGD lr=0.2", "Adam lr=0.001").n == 2
 
 
 def _check_resume(result):
@@ -69,8 +72,9 @@ SMOKE = {
     "distributed_mnist": (["--epochs", "1", "--limit", "200", "--verbose", "0"], _check_distributed_mnist),
     "linear_regression": (["--epochs", "2", "--samples", "200"], _check_linear_regression),
     "early_stopping": (["--epochs", "3", "--limit", "300", "--patience", "0", "2", "--min-delta", "0", "0.01",
-                        "--verbose", "0"], _check_early_stopping),
-    "optimizers": (["--epochs", "1", "--limit", "300", "--set-lr", "sgd=0.2"], _check_optimizers),
+                        "--seeds", "2", "--processes", "1", "--verbose", "0"], _check_early_stopping),
+    "optimizers": (["--epochs", "1", "--limit", "300", "--set-lr", "sgd=0.2", "--seeds", "2", "--processes", "1"],
+                   _check_optimizers),
     "resume": (["--epochs", "2", "--limit", "300", "--kill-at", "5", "--every", "3", "--val-steps", "0"],
                _check_resume),
 }
