@@ -119,9 +119,23 @@ def _check_cifar10_cnn(result):
     assert len(result["history"]) == 1 and result["batch_norm"] and result["augment"]
 
 
+def _check_cifar10_resnet(result):
+    assert 0.0 <= result["test_accuracy"] <= 1.0 and math.isfinite(result["test_loss"])
+    assert len(result["history"]) == 1 and result["params"] > 0
+
+
+def _check_cifar10_tf_tutorial(result):
+    assert 0.0 <= result["test_accuracy"] <= 1.0 and math.isfinite(result["test_loss"])
+    assert len(result["history"]) == 1 and not result["fixed"]
+
+
 CIFAR_SMOKE: dict = {
     "cifar10_cnn": (["--epochs", "1", "--data", str(_CIFAR_ARCHIVE), "--augment", "--width", "4",
                      "--verbose", "0"], _check_cifar10_cnn),
+    "cifar10_resnet": (["--epochs", "1", "--data", str(_CIFAR_ARCHIVE), "--width", "4", "--batch-size", "32",
+                        "--verbose", "0"], _check_cifar10_resnet),
+    "cifar10_tf_tutorial": (["--epochs", "1", "--data", str(_CIFAR_ARCHIVE), "--limit", "64", "--verbose", "0"],
+                            _check_cifar10_tf_tutorial),
 }
 SMOKE.update(CIFAR_SMOKE)
 # ---- end of CIFAR-10 example ----
