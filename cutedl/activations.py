@@ -414,6 +414,21 @@ class Softmax(ActivationFunction):
         x = _as_float(x)
         m = x.max(axis=self.axis, keepdims=True)
         e = xp.empty_like(x)
+        if not hasattr(xp, "errstate"):
+            # CuPy (no errstate, no warnings): an overflow of x - m gives -inf and exp(-inf) = 0,
+            # the value the fallback below computes too.
+            xp.subtract(x, m, out=e)
+        else:
+            e = self._shifted(x, m, e)
+        xp.exp(e, out=e)
+        # each slice holds exp(0) = 1 at its max, so the sum is >= 1: no division by 0.
+        e /= e.sum(axis=self.axis, keepdims=True)
+        return e
+
+    @staticmethod
+    def _shifted(x, m, e):
+        """``x - m`` into ``e`` on NumPy, without an overflow warning."""
+        xp = backend.xp
         try:
             # x - m only overflows when x spans more than the float range (|x| ~ 1e38 with both
             # signs); then fall back to a subtraction of halves, identical in value otherwise.
@@ -425,9 +440,6 @@ class Softmax(ActivationFunction):
             # exp of anything below this is 0 anyway; the clip keeps 2 * e finite.
             xp.maximum(e, -400.0, out=e)
             e *= 2.0
-        xp.exp(e, out=e)
-        # each slice holds exp(0) = 1 at its max, so the sum is >= 1: no division by 0.
-        e /= e.sum(axis=self.axis, keepdims=True)
         return e
 
     def backward(self, x, y, grad):

@@ -31,11 +31,13 @@ xp = numpy
 """The device array library (NumPy unless :func:`use_backend` switched it)."""
 
 _NAME = "numpy"
+_DEVICE = None  # the device library once activated: its arrays still come home after a switch back
 _FLOATX = np.dtype("float32")
 
 __all__ = ["np", "xp", "current", "use_backend", "floatx", "set_floatx", "resolve_dtype", "asarray",
            "to_device", "to_host", "to_numpy", "item", "is_array", "is_host_array", "as_array", "transfers",
-           "count_transfers", "scatter_add", "uniform", "normal", "bernoulli", "ndarray_types"]
+           "count_transfers", "check", "flush_checks", "scatter_add", "einsum", "uniform", "normal", "bernoulli",
+           "ndarray_types"]
 
 
 # ---------------------------------------------------------------------------- choosing the backend
@@ -55,10 +57,11 @@ def use_backend(name: str) -> None:
         RuntimeError: 'cupy' without CuPy installed, or without a usable GPU (the message says
             which, and how to fix it).
     """
-    global xp, _NAME
+    global xp, _NAME, _DEVICE
     if not isinstance(name, str) or name.lower() not in ("numpy", "cupy"):
         raise ValueError(f"use_backend: the backend must be 'numpy' or 'cupy', got {name!r}.")
     name = name.lower()
+    _pending_checks.clear()
     if name == "numpy":
         xp, _NAME = numpy, "numpy"
         return
@@ -75,7 +78,7 @@ def use_backend(name: str) -> None:
     if count < 1:
         raise RuntimeError("use_backend('cupy'): CuPy is installed but no NVIDIA GPU is visible "
                            "(CUDA_VISIBLE_DEVICES?). Stay on the 'numpy' backend or expose a GPU.")
-    xp, _NAME = cupy, "cupy"
+    xp, _NAME, _DEVICE = cupy, "cupy", cupy
 
 
 # ---------------------------------------------------------------------------- dtypes
@@ -172,8 +175,12 @@ def to_device(a, dtype=None):
 def to_host(a) -> np.ndarray:
     """Bring an array back to host memory as a NumPy array; counted in :data:`transfers`."""
     transfers.to_host += 1
+    if _pending_checks:
+        flush_checks()
     if xp is not numpy and isinstance(a, xp.ndarray):
         return xp.asnumpy(a)
+    if _DEVICE is not None and isinstance(a, _DEVICE.ndarray):  # built on the device, backend since switched
+        return _DEVICE.asnumpy(a)
     return np.asarray(a)
 
 
@@ -181,8 +188,23 @@ to_numpy = to_host
 
 
 def item(a) -> float:
-    """A 0-d (or size-1) device value as a Python float; one device->host crossing (counted)."""
+    """A 0-d (or size-1) device value as a Python float; one device->host crossing (counted).
+
+    Data checks waiting on the device (:func:`check`) travel back in the same crossing, and the
+    first one that failed raises its error here.
+    """
     transfers.to_host += 1
+    if xp is not numpy and isinstance(a, xp.ndarray):
+        if _pending_checks:
+            checks = _take_checks()
+            # (value, flag 1, flag 2, ...) as one float64 vector: one copy instead of 1 + len(checks)
+            host = xp.asnumpy(xp.concatenate([a.reshape(1).astype(xp.float64)] +
+                                             [xp.asarray(bad, dtype=xp.float64).reshape(1) for bad, _ in checks]))
+            _raise_failed(checks, host[1:])
+            return float(host[0])
+        a = xp.asnumpy(a)
+    elif _pending_checks:
+        flush_checks()
     if hasattr(a, "item"):
         return float(a.item())
     return float(a)
@@ -199,13 +221,69 @@ def as_array(a, who: str, what: str):
                          f"shape? Pad or trim them first.") from None
 
 
+# ---------------------------------------------------------------------------- data checks
+# Validating device data (labels in range, integer token ids) must not cost a device->host round
+# trip per step. check() records a 0-d bool flag; the next item() brings the flags back together
+# with its value (a step always brings its loss back), and to_host() or flush_checks() read them
+# otherwise. On the NumPy backend the flag is read at once: errors are raised where they were.
+_pending_checks: list = []
+
+
+def check(bad, fail) -> None:
+    """Call ``fail()`` (which raises the error) when the 0-d bool array ``bad`` is True.
+
+    NumPy backend: at once. Device backend: at the next :func:`item`, :func:`to_host` or
+    :func:`flush_checks`, in that crossing (no crossing of its own); the code in between runs on
+    the unchecked data, as it would on the GPU anyway. ``fail`` runs on the error path only, so it
+    may bring device values back for its message (through :func:`to_host`).
+    """
+    if xp is numpy:
+        if bad:
+            fail()
+        return
+    _pending_checks.append((bad, fail))
+
+
+def flush_checks() -> None:
+    """Read the pending device checks now (one crossing when any is pending) and raise the first failure."""
+    if not _pending_checks:
+        return
+    checks = _take_checks()
+    flags = xp.stack([xp.asarray(bad, dtype=xp.bool_).reshape(()) for bad, _ in checks])
+    _raise_failed(checks, xp.asnumpy(flags))
+
+
+def _take_checks() -> list:
+    checks = list(_pending_checks)
+    _pending_checks.clear()
+    return checks
+
+
+def _raise_failed(checks, flags) -> None:
+    for (_, fail), flag in zip(checks, flags):
+        if flag:
+            fail()
+
+
 # ---------------------------------------------------------------------------- device kernels
 def scatter_add(target, indices, values) -> None:
-    """``target[indices] += values`` with repeated indices accumulated (``np.add.at``), in place."""
+    """``target[indices] += values`` with repeated indices accumulated (``np.add.at``), in place.
+
+    On CuPy this is ``cupyx.scatter_add`` (atomic adds: the order in which repeated indices are
+    summed varies from run to run, so float sums may differ in their last bits).
+    """
     if xp is numpy:
         np.add.at(target, indices, values)
     else:
         importlib.import_module("cupyx").scatter_add(target, indices, values)
+
+
+def einsum(subscripts: str, *operands, out=None):
+    """``xp.einsum`` with ``out=`` on every backend (CuPy's einsum has no ``out``: it is copied in)."""
+    if xp is numpy or out is None:
+        return xp.einsum(subscripts, *operands) if out is None else xp.einsum(subscripts, *operands, out=out)
+    out[...] = xp.einsum(subscripts, *operands)
+    return out
 
 
 # ---------------------------------------------------------------------------- random draws

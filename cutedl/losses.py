@@ -104,7 +104,7 @@ class Loss:
             raise ValueError(f"{who}: the targets must have one entry per time step like the output mask "
                              f"{mask.shape}, got y_true of shape {y_true.shape} for y_pred of shape "
                              f"{y_pred.shape}. Pad the targets like the inputs, to (batch, T, ...).")
-        count = int(mask.sum())
+        count = int(backend.item(mask.sum()))  # a counted crossing: y_pred[mask] has a data-dependent size
         if count == mask.size:  # nothing padded: the plain path, no copies
             y_true = self._targets(y_true, y_pred)
             value, self._cache = self._forward(y_true, y_pred)
@@ -632,19 +632,25 @@ def sparse_labels(who: str, y_true, y_pred):
         raise ValueError(f"{who} expected integer labels of shape {lead} (or {lead + (1,)}) for y_pred of shape "
                          f"{y_pred.shape}, got {y_true.shape}: {fix}.")
     labels = y_true.reshape(-1)
+    # Checked with backend.check: on a GPU the flags come back with the loss value, not on their own.
     if labels.dtype.kind == "f":
         # NaN != floor(NaN) too, so NaN labels are reported here
-        bad = labels != xp.floor(labels)
-        if bad.any():
-            raise ValueError(f"{who} expects integer class labels, got {labels[bad.argmax()].item()!r}. "
+        fractional = labels != xp.floor(labels)
+
+        def not_integer():
+            raise ValueError(f"{who} expects integer class labels, got "
+                             f"{backend.to_host(labels[fractional.argmax()]).item()!r}. "
                              f"Pass labels as integers in [0, {classes}) (e.g. y.astype('int64')).")
+        backend.check(fractional.any(), not_integer)
     elif labels.dtype.kind == "b":
         labels = labels.astype(xp.intp)
-    if labels.min() < 0 or labels.max() >= classes:
+
+    def out_of_range():
         bad = (labels < 0) | (labels >= classes)
-        raise ValueError(f"{who}: label {labels[bad.argmax()].item()!r} is out of range for {classes} classes "
-                         f"(expected integers in [0, {classes})). Check the labels, or give the last layer "
-                         f"one unit per class.")
+        raise ValueError(f"{who}: label {backend.to_host(labels[bad.argmax()]).item()!r} is out of range for "
+                         f"{classes} classes (expected integers in [0, {classes})). Check the labels, or give the "
+                         f"last layer one unit per class.")
+    backend.check((labels.min() < 0) | (labels.max() >= classes), out_of_range)
     return labels.astype(xp.intp, copy=False)
 
 

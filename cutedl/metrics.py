@@ -68,8 +68,9 @@ class Metric:
                 raise ValueError(f"{who}: the targets must have one entry per time step like the output mask "
                                  f"{mask.shape}, got y_true of shape {y_true.shape} for y_pred of shape "
                                  f"{y_pred.shape}. Pad the targets like the inputs, to (batch, T, ...).")
-            if not mask.all():
-                if not mask.any():
+            real = int(backend.item(mask.sum()))  # one counted crossing (not .all() and .any(): two syncs)
+            if real != mask.size:
+                if not real:
                     return 0.0
                 y_true, y_pred = y_true[mask], y_pred[mask]
         return backend.item(backend.xp.mean(self._values(y_true, y_pred)))
@@ -101,7 +102,7 @@ def get(identifier, **kwargs) -> Metric:
 
 def mask_weight(mask, batch: int) -> int:
     """How much a batch weighs in a mean over batches: its real steps with a mask, else its samples."""
-    return batch if mask is None else int(backend.xp.count_nonzero(mask))
+    return batch if mask is None else int(backend.item(backend.xp.count_nonzero(mask)))
 
 
 # Words that mark a custom log key as lower-is-better when direction() is asked to guess.
@@ -451,7 +452,7 @@ def _selected(who: str, y_true, y_pred, mask):
             raise ValueError(f"{who}: the targets must have one entry per time step like the output mask "
                              f"{mask.shape}, got y_true of shape {y_true.shape} for y_pred of shape "
                              f"{y_pred.shape}. Pad the targets like the inputs, to (batch, T, ...).")
-        if not mask.all():
+        if backend.item(mask.sum()) != mask.size:  # one counted crossing; the selection has a data-dependent size
             y_true, y_pred = y_true[mask], y_pred[mask]
     return y_true, y_pred
 
@@ -467,10 +468,12 @@ def _binary_targets(who: str, y_true, y_pred):
     t = _same_shape(who, y_true, y_pred).reshape(-1)
     if t.dtype.kind != "b":
         bad = (t != 0) & (t != 1)
-        if bool(bad.any()):
+
+        def not_binary():
             raise ValueError(f"{who} expects binary targets 0 or 1 for one output per sample, got "
-                             f"{t[bad.argmax()].item()!r}. For several classes give the model one output per "
-                             f"class (softmax) with one-hot or integer labels.")
+                             f"{backend.to_host(t[bad.argmax()]).item()!r}. For several classes give the model one "
+                             f"output per class (softmax) with one-hot or integer labels.")
+        backend.check(bad.any(), not_binary)
     return t.astype(xp.intp)
 
 
@@ -745,10 +748,12 @@ class AUC(StatefulMetric):
             positive = labels[:, None] == xp.arange(scores.shape[1])  # (n, classes) one-vs-rest
         if not self.from_logits:
             lo, hi = scores.min(), scores.max()
-            if not (lo >= 0.0 and hi <= 1.0):  # NaN fails both
-                bad = lo if not lo >= 0.0 else hi
-                raise ValueError(f"AUC expects scores (probabilities) in [0, 1], got {bad.item()!r}. For logits pass "
-                                 f"AUC(from_logits=True), or end the model in sigmoid/softmax.")
+
+            def out_of_range():
+                bad = lo if not backend.item(lo) >= 0.0 else hi
+                raise ValueError(f"AUC expects scores (probabilities) in [0, 1], got {backend.to_host(bad).item()!r}. "
+                                 f"For logits pass AUC(from_logits=True), or end the model in sigmoid/softmax.")
+            backend.check(~((lo >= 0.0) & (hi <= 1.0)), out_of_range)  # NaN fails both
         bins = self.num_thresholds - 1
         idx = xp.clip(xp.ceil(scores * bins).astype(xp.intp), 1, bins) - 1  # (n, classes) bin of each score
         k = scores.shape[1]

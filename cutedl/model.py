@@ -479,8 +479,8 @@ class Model:
 
     # ------------------------------------------------------------------ weights
     def get_weights(self) -> list:
-        """Copies of every param value, layer by layer, in creation order (Keras order)."""
-        return [p.value.copy() for p in self.params]
+        """Host (NumPy) copies of every param value, layer by layer, in creation order (Keras order)."""
+        return [w.copy() if w is p.value else w for p in self.params for w in (backend.to_host(p.value),)]
 
     def set_weights(self, weights) -> None:
         """Load values from :meth:`get_weights`' list (shapes must match exactly)."""

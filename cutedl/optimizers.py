@@ -46,7 +46,7 @@ def _sumsq(g) -> float:
     xp = backend.xp
     flat = g.reshape(-1)  # a view for contiguous gradients
     s = backend.item(xp.dot(flat, flat))
-    if not math.isfinite(s) and bool(xp.isfinite(g).all()):
+    if not math.isfinite(s) and backend.item(xp.isfinite(g).all()):
         # The float32 accumulation overflowed although every entry is finite: redo it in float64
         # (rare, so the copy is acceptable).
         flat = flat.astype(xp.float64)

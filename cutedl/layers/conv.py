@@ -654,11 +654,11 @@ class DepthwiseConv2D(_Conv):
         m = self.depth_multiplier
         gd = self._pointwise_backward(g).reshape(c, m, p)   # (C, M, P)
         wt = self.depthwise_weight
-        xp.einsum("cmp,ckp->cmk", gd, cols, out=_grad_buffer(wt).reshape(c, m, k))   # (C, M, K)
+        backend.einsum("cmp,ckp->cmk", gd, cols, out=_grad_buffer(wt).reshape(c, m, k))   # (C, M, K)
         if self.skip_input_grad:
             return None
         dcols, _ = self._dcols_buf.get(cols.shape, self.dtype)
-        xp.einsum("cmk,cmp->ckp", wt.value.reshape(c, m, k), gd, out=dcols)   # (C, K, P)
+        backend.einsum("cmk,cmp->ckp", wt.value.reshape(c, m, k), gd, out=dcols)   # (C, K, P)
         n, _, h, w = self._x_shape
         (pt, _), (pl, _) = self._pads
         dxt = sp.col2im(dcols.reshape((c,) + self.kernel_size + self._out_hw + (n,)), self.kernel_size,

@@ -81,32 +81,42 @@ class Embedding(Layer):
         """
         xp = backend.xp
         kind = x.dtype.kind
+        # Data checks go through backend.check: on a GPU their flags come back with the loss value
+        # instead of costing a device->host round trip each.
         if kind == "f":
             bad = ~xp.isfinite(x)
-            bad[~bad] = x[~bad] != xp.floor(x[~bad])
-            if bad.any():
-                where = tuple(int(i) for i in xp.argwhere(bad)[0])
-                raise ValueError(f"Layer {self.describe()} expects integer token indices, got {x[where].item()!r} "
-                                 f"at position {where}. Pass an integer array (e.g. from pad_sequences).")
+            bad |= x != xp.floor(x)  # floor(inf) == inf: only NaN and fractions add to ~isfinite
+
+            def not_integer():
+                where = tuple(int(i) for i in backend.to_host(xp.argwhere(bad)[0]))
+                raise ValueError(f"Layer {self.describe()} expects integer token indices, got "
+                                 f"{backend.to_host(x[where]).item()!r} at position {where}. Pass an integer array "
+                                 f"(e.g. from pad_sequences).")
+            backend.check(bad.any(), not_integer)
             exact = 2 ** (xp.finfo(x.dtype).nmant + 1)  # float32: 16777216
-            if self.input_dim > exact and x.size and xp.abs(x).max() >= exact:
-                where = tuple(int(i) for i in xp.argwhere(xp.abs(x) >= exact)[0])
-                raise ValueError(f"Layer {self.describe()}: token index {x[where].item()!r} at position {where} "
-                                 f"is a {x.dtype} value at or above 2**{exact.bit_length() - 1} = {exact}, where "
-                                 f"{x.dtype} cannot tell neighbouring integers apart (16777217 is stored as "
-                                 f"16777216 in float32). Pass the ids as an integer array (int32/int64).")
+            if self.input_dim > exact and x.size:
+                def inexact():
+                    where = tuple(int(i) for i in backend.to_host(xp.argwhere(xp.abs(x) >= exact)[0]))
+                    raise ValueError(f"Layer {self.describe()}: token index {backend.to_host(x[where]).item()!r} at "
+                                     f"position {where} is a {x.dtype} value at or above 2**{exact.bit_length() - 1} "
+                                     f"= {exact}, where {x.dtype} cannot tell neighbouring integers apart (16777217 "
+                                     f"is stored as 16777216 in float32). Pass the ids as an integer array "
+                                     f"(int32/int64).")
+                backend.check(xp.abs(x).max() >= exact, inexact)
         elif kind not in "iu":
             raise TypeError(f"Layer {self.describe()} expects integer token indices, got an array of dtype "
                             f"{x.dtype}. Pass an integer array (e.g. from pad_sequences).")
         if x.size:
             lo, hi = x.min(), x.max()
-            if lo < 0 or hi >= self.input_dim:
-                bad_value = lo if lo < 0 else hi
-                where = tuple(int(i) for i in xp.argwhere(x == bad_value)[0])
-                raise ValueError(f"Layer {self.describe()}: index {bad_value.item()!r} at position {where} is "
-                                 f"out of range; valid indices are 0 .. {self.input_dim - 1} "
+
+            def out_of_range():
+                bad_value = lo if backend.item(lo) < 0 else hi
+                where = tuple(int(i) for i in backend.to_host(xp.argwhere(x == bad_value)[0]))
+                raise ValueError(f"Layer {self.describe()}: index {backend.to_host(bad_value).item()!r} at position "
+                                 f"{where} is out of range; valid indices are 0 .. {self.input_dim - 1} "
                                  f"(input_dim={self.input_dim}). Raise input_dim to the vocabulary size "
                                  f"(+ 1 with mask_zero) or map rare tokens to an out-of-vocabulary index.")
+            backend.check((lo < 0) | (hi >= self.input_dim), out_of_range)
         return x.astype(xp.intp, copy=False)
 
     def forward(self, x, training=False):

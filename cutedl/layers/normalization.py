@@ -66,6 +66,12 @@ def _block_rows(features: int) -> int:
     return max(1, _BLOCK_VALUES // features)
 
 
+def _row_dots(a):
+    """``(a * a).sum(axis=1)`` of a 2-D block: ``vecdot`` on NumPy, an einsum on CuPy (no vecdot)."""
+    xp = backend.xp
+    return xp.vecdot(a, a) if hasattr(xp, "vecdot") else xp.einsum("ij,ij->i", a, a)
+
+
 class _Normalization(Layer):
     """What both layers share: the affine ``gamma``/``beta`` options and their config."""
 
@@ -389,7 +395,7 @@ class LayerNormalization(_Normalization):
             xs, xhat, inv = x2[b], xhat_all[b], inv_all[b]
             mean = xs @ to_mean   # (r, F) @ (F,) -> (r,): a GEMV, one pass
             xp.subtract(xs, mean.reshape(-1, 1), out=xhat)   # centered once: no E[x^2] - mean^2
-            ss = xp.vecdot(xhat, xhat)   # (r,) sum of squares of the centered row
+            ss = _row_dots(xhat)   # (r,) sum of squares of the centered row
             ss += f_eps
             xp.sqrt(ss, out=ss)
             xp.divide(root_f, ss.reshape(-1, 1), out=inv)   # (r, 1)

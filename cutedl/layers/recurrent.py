@@ -269,7 +269,8 @@ class RNN(Layer):
         xp = backend.xp
         if not training or rate == 0.0:
             return None
-        u = self._rng.random(shape, dtype=xp.float32 if self.dtype == xp.float32 else xp.float64)
+        # drawn on the device (on NumPy: the generator's own draw, as before)
+        u = backend.uniform(self._rng, shape, xp.float32 if self.dtype == xp.float32 else xp.float64)
         m = (u >= rate).astype(self.dtype)
         m *= self.dtype.type(1.0 / (1.0 - rate))
         return m
