@@ -7,6 +7,10 @@ For a layer the scalar checked is ``L = sum(forward(x) * r)`` for a fixed random
 analytic gradients come from ``backward(r)`` and are compared with
 ``(L(v + eps) - L(v - eps)) / (2 eps)`` for every element of ``x`` and of every parameter.
 
+Whole models: :func:`check_model_gradients` checks a model and its loss end to end (on a float64
+copy) and names the first layer whose backward disagrees; :func:`doctor` adds the checks done by
+hand before a long run (initial loss, overfitting one batch, labels, input scale, dead units).
+
 Random inputs and weights ``r`` are drawn on the host and copied to the device once; the
 perturbations happen in place on the device arrays and only the scalar ``L`` and the analytic
 gradients come back to the host, where the comparison is made.
