@@ -562,28 +562,39 @@ class GRU(RNN):
         steps, batch, _ = zx.shape
         u = self.units
         dt = self.dtype
-        gates = xp.empty_like(zx)  # activated r, z, n
-        hu = xp.empty_like(zx)  # h·U + bu of every step
+        # Gate math on column slices of (batch, 3u) rows pays numpy's per-row loop overhead on
+        # every op (a (128, 128) slice costs about three times a contiguous block of twice its
+        # size), so the gates live gate-major, (T, 3, batch, units): each gate is one contiguous
+        # block and only the two ops that read h·U and x·W per step see the (batch, 3u) layout.
+        gates = xp.empty((steps, 3, batch, u), dtype=dt)  # activated r, z, n
+        # pre-activations, kept only for an activation whose derivative needs them (not tanh/sigmoid)
+        pre = None if (self._ract.kind and self._act.kind) else xp.empty_like(gates)
+        hun = xp.empty((steps, batch, u), dtype=dt)  # h·Un + bun of every step (dL/dr needs it)
+        hu = xp.empty((batch, 3 * u), dtype=dt)
         h = xp.empty((steps + 1, batch, u), dtype=dt)
         h[0] = states[0]
         u_mat = self.recurrent_kernel.value
         for t in range(steps):
-            zt, ht, a = zx[t], hu[t], gates[t]
-            xp.matmul(self._rec_input(h[t]), u_mat, out=ht)  # (batch, units) @ (units, 3u)
+            a = gates[t]
+            p = a if pre is None else pre[t]
+            xp.matmul(self._rec_input(h[t]), u_mat, out=hu)  # (batch, units) @ (units, 3u)
             if self.recurrent_bias is not None:
-                ht += self.recurrent_bias.value
-            zt[:, :2 * u] += ht[:, :2 * u]
-            self._ract.forward(zt[:, :2 * u], a[:, :2 * u])  # r, z
-            zn = zt[:, 2 * u:]
-            zn += a[:, :u] * ht[:, 2 * u:]  # x·Wn + bn + r·(h·Un + bun)
-            self._act.forward(zn, a[:, 2 * u:])
+                hu += self.recurrent_bias.value
+            zt, ht = zx[t].reshape(batch, 3, u), hu.reshape(batch, 3, u)
+            xp.add(zt[:, :2].transpose(1, 0, 2), ht[:, :2].transpose(1, 0, 2), out=p[:2])  # r, z: (2, batch, u)
+            self._ract.forward(p[:2], a[:2])
+            hn = hun[t]
+            hn[...] = ht[:, 2]
+            xp.multiply(a[0], hn, out=p[2])
+            p[2] += zt[:, 2]  # x·Wn + bn + r·(h·Un + bun)
+            self._act.forward(p[2], a[2])
             # h' = n + z·(h − n)
-            hn = h[t + 1]
-            xp.subtract(h[t], a[:, 2 * u:], out=hn)
-            hn *= a[:, u:2 * u]
-            hn += a[:, 2 * u:]
+            hnew = h[t + 1]
+            xp.subtract(h[t], a[2], out=hnew)
+            hnew *= a[1]
+            hnew += a[2]
             self._carry(h, t)
-        self._z, self._gates, self._hu, self._h = zx, gates, hu, h
+        self._z, self._gates, self._hu, self._h = pre, gates, hun, h
         return h
 
     def _state_seqs(self):
@@ -592,29 +603,34 @@ class GRU(RNN):
     def _bptt(self, dseq, dlast):
         xp = backend.xp
         steps, u = self._steps, self.units
-        gates, hu, h, z = self._gates, self._hu, self._h, self._z
-        dzx = xp.empty_like(gates)
-        dzh = xp.empty_like(gates)
-        da = xp.empty_like(gates[0])
+        gates, hun, h = self._gates, self._hu, self._h
+        pre = gates if self._z is None else self._z
+        batch = h.shape[1]
+        dzx = xp.empty((steps, batch, 3 * u), dtype=self.dtype)
+        dzh = xp.empty_like(dzx)
+        da = xp.empty_like(gates[0])  # dL/d(activated r, z, n) of one step, gate-major
+        dp = xp.empty_like(gates[0])  # dL/d(their pre-activations)
         dh = dlast[0]
         for t in range(steps - 1, -1, -1):
             if dseq is not None:
                 dh = dh + dseq[t]
             dnew, carry = self._split_masked(dh, t)
-            a = gates[t]
-            r, zg, n = a[:, :u], a[:, u:2 * u], a[:, 2 * u:]
-            xp.subtract(1.0, zg, out=da[:, 2 * u:])
-            da[:, 2 * u:] *= dnew  # dn = dh * (1 - z)
-            xp.subtract(h[t], n, out=da[:, u:2 * u])
-            da[:, u:2 * u] *= dnew  # dz = dh * (h - n)
-            dxt, dht = dzx[t], dzh[t]
-            self._act.backward(z[t][:, 2 * u:], n, da[:, 2 * u:], dxt[:, 2 * u:])  # d pre-activation of n
-            xp.multiply(dxt[:, 2 * u:], hu[t][:, 2 * u:], out=da[:, :u])  # dr = dn_pre * (h·Un + bun)
-            self._ract.backward(z[t][:, :2 * u], a[:, :2 * u], da[:, :2 * u], dxt[:, :2 * u])
-            dht[:, :2 * u] = dxt[:, :2 * u]
-            xp.multiply(dxt[:, 2 * u:], r, out=dht[:, 2 * u:])
+            a, p = gates[t], pre[t]
+            r, zg, n = a[0], a[1], a[2]
+            xp.subtract(1.0, zg, out=da[2])
+            da[2] *= dnew  # dn = dh * (1 - z)
+            xp.subtract(h[t], n, out=da[1])
+            da[1] *= dnew  # dz = dh * (h - n)
+            self._act.backward(p[2], n, da[2], dp[2])  # d pre-activation of n
+            xp.multiply(dp[2], hun[t], out=da[0])  # dr = dn_pre * (h·Un + bun)
+            self._ract.backward(p[:2], a[:2], da[:2], dp[:2])
+            # back to the (batch, 3u) layout of the GEMMs: dzx, and dzh (n scaled by r)
+            dzx[t].reshape(batch, 3, u)[...] = dp.transpose(1, 0, 2)
+            dht = dzh[t].reshape(batch, 3, u)
+            dht[:, :2] = dp[:2].transpose(1, 0, 2)
+            xp.multiply(dp[2], r, out=dht[:, 2])
             dh_direct = dnew * zg
-            dh = self._dh_prev(dht)
+            dh = self._dh_prev(dzh[t])
             dh += dh_direct
             if carry is not None:
                 dh += carry
