@@ -444,43 +444,44 @@ class LSTM(RNN):
         steps, batch, _ = zx.shape
         u = self.units
         dt = self.dtype
-        gates = xp.empty_like(zx)  # (T, batch, 4u): activated i, f, g, o
+        # Gate-major layout, (T, 4, batch, units), as in GRU: each gate is a contiguous block (ops
+        # on column slices of (batch, 4u) rows pay numpy's per-row loop overhead): x·W + b is
+        # regrouped once, h·U lands gate-major from the GEMM (U read as (4, units, units)).
+        pre = xp.ascontiguousarray(zx.reshape(steps, batch, 4, u).transpose(0, 2, 1, 3))  # (T, 4, batch, u)
+        gates = xp.empty_like(pre)  # activated i, f, g, o
+        u4 = self.recurrent_kernel.value.reshape(u, 4, u).transpose(1, 0, 2)  # (4, units, units) view
         h = xp.empty((steps + 1, batch, u), dtype=dt)
         c = xp.empty((steps + 1, batch, u), dtype=dt)
         tc = xp.empty((steps, batch, u), dtype=dt)  # activation(c) of every step
         h[0], c[0] = states
-        u_mat = self.recurrent_kernel.value
         tmp = xp.empty((batch, u), dtype=dt)
-        hu = xp.empty((batch, 4 * u), dtype=dt)
+        hu = xp.empty((4, batch, u), dtype=dt)
         # sigmoid gates with a tanh candidate (the defaults): sigma(z) = tanh(z / 2) / 2 + 1 / 2, so
-        # all four slices are one tanh of z * scale, then one multiply-add: a = tanh(..) * scale + shift.
+        # all four gates are one tanh after halving i, f and o (exact), then a multiply-add for those.
         fused = self._ract.kind == "sigmoid" and self._act.kind == "tanh"
-        if fused:
-            scale = xp.full(4 * u, 0.5, dtype=dt)
-            scale[2 * u:3 * u] = 1.0
-            shift = xp.full(4 * u, 0.5, dtype=dt)
-            shift[2 * u:3 * u] = 0.0
         for t in range(steps):
-            z = zx[t]
-            xp.matmul(self._rec_input(h[t]), u_mat, out=hu)  # (batch, units) @ (units, 4u)
-            z += hu  # pre-activations
-            a = gates[t]
+            a, p = gates[t], pre[t]
+            xp.matmul(self._rec_input(h[t]), u4, out=hu)  # (batch, units) @ (4, units, units) -> (4, batch, units)
+            p += hu  # pre-activations x·W + b + h·U
             if fused:
-                xp.multiply(z, scale, out=a)
+                xp.multiply(p[:2], 0.5, out=a[:2])
+                xp.multiply(p[3], 0.5, out=a[3])
+                a[2] = p[2]
                 xp.tanh(a, out=a)
-                a *= scale
-                a += shift
+                for s in (a[:2], a[3]):
+                    s *= 0.5
+                    s += 0.5
             else:
-                self._ract.forward(z, a)  # all four slices, then the candidate slice is redone
-                self._act.forward(z[:, 2 * u:3 * u], a[:, 2 * u:3 * u])
-            xp.multiply(a[:, u:2 * u], c[t], out=c[t + 1])  # f * c
-            xp.multiply(a[:, :u], a[:, 2 * u:3 * u], out=tmp)  # i * g
+                self._ract.forward(p, a)  # all four gates, then the candidate is redone
+                self._act.forward(p[2], a[2])
+            xp.multiply(a[1], c[t], out=c[t + 1])  # f * c
+            xp.multiply(a[0], a[2], out=tmp)  # i * g
             c[t + 1] += tmp
             self._carry(c, t)
             self._act.forward(c[t + 1], tc[t])
-            xp.multiply(a[:, 3 * u:], tc[t], out=h[t + 1])
+            xp.multiply(a[3], tc[t], out=h[t + 1])
             self._carry(h, t)
-        self._z, self._gates, self._h, self._c, self._tc = zx, gates, h, c, tc
+        self._z, self._gates, self._h, self._c, self._tc = pre, gates, h, c, tc
         return h
 
     def _state_seqs(self):
@@ -489,9 +490,12 @@ class LSTM(RNN):
     def _bptt(self, dseq, dlast):
         xp = backend.xp
         steps, u = self._steps, self.units
-        gates, c, tc, z = self._gates, self._c, self._tc, self._z
-        dz = xp.empty_like(gates)
-        da = xp.empty_like(gates[0])  # dL/d(activated gates) of one step
+        gates, c, tc = self._gates, self._c, self._tc
+        pre = self._z
+        batch = c.shape[1]
+        dz = xp.empty((steps, batch, 4 * u), dtype=self.dtype)  # the GEMMs' layout
+        da = xp.empty_like(gates[0])  # dL/d(activated gates) of one step, gate-major
+        dp = xp.empty_like(gates[0])  # dL/d(their pre-activations)
         dtc = xp.empty_like(tc[0])  # dL/d act(c)
         dcc = xp.empty_like(tc[0])  # its share of dL/dc
         dh, dc = dlast
@@ -500,18 +504,18 @@ class LSTM(RNN):
                 dh = dh + dseq[t]
             dh_new, h_carry = self._split_masked(dh, t)
             dc_new, c_carry = self._split_masked(dc, t)
-            a = gates[t]
-            xp.multiply(dh_new, tc[t], out=da[:, 3 * u:])  # do = dh * act(c)
-            xp.multiply(dh_new, a[:, 3 * u:], out=dtc)  # d act(c)
+            a, p = gates[t], pre[t]
+            xp.multiply(dh_new, tc[t], out=da[3])  # do = dh * act(c)
+            xp.multiply(dh_new, a[3], out=dtc)  # d act(c)
             dc_new = dc_new + self._act.backward(c[t + 1], tc[t], dtc, dcc)
-            xp.multiply(dc_new, a[:, 2 * u:3 * u], out=da[:, :u])  # di = dc * g
-            xp.multiply(dc_new, c[t], out=da[:, u:2 * u])  # df = dc * c_prev
-            xp.multiply(dc_new, a[:, :u], out=da[:, 2 * u:3 * u])  # dg = dc * i
+            xp.multiply(dc_new, a[2], out=da[0])  # di = dc * g
+            xp.multiply(dc_new, c[t], out=da[1])  # df = dc * c_prev
+            xp.multiply(dc_new, a[0], out=da[2])  # dg = dc * i
+            self._ract.backward(p, a, da, dp)
+            self._act.backward(p[2], a[2], da[2], dp[2])
             dzt = dz[t]
-            self._ract.backward(z[t], a, da, dzt)
-            self._act.backward(z[t][:, 2 * u:3 * u], a[:, 2 * u:3 * u], da[:, 2 * u:3 * u],
-                               dzt[:, 2 * u:3 * u])
-            dc = dc_new * a[:, u:2 * u]  # dc_prev = dc * f
+            dzt.reshape(batch, 4, u)[...] = dp.transpose(1, 0, 2)
+            dc = dc_new * a[1]  # dc_prev = dc * f
             dh = self._dh_prev(dzt)
             if h_carry is not None:
                 dh += h_carry
